@@ -1,0 +1,31 @@
+# Two entry points: `make app` and `make test`. Both create .venv on first use and only
+# reinstall when pyproject.toml changes (the stamp file below depends on it).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PORT   ?= 8501
+
+.PHONY: app test lint bench notebooks clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo ">> installing vesselflow and its dependencies into $(VENV) (first run takes ~2 min)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+app: $(STAMP)
+	$(VENV)/bin/streamlit run app/main.py --server.port $(PORT)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_flow.py
+
+clean-venv:
+	rm -rf $(VENV)
