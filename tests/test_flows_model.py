@@ -81,6 +81,17 @@ def test_samples_invert_to_their_latents_and_have_matching_density() -> None:
     torch.testing.assert_close(ladj_inv, -ladj, atol=1e-4, rtol=1e-5)
 
 
+def test_rsample_log_prob_matches_log_prob_and_is_differentiable() -> None:
+    flow = _flow()
+    c = [t.requires_grad_() for t in _ctx(2)]
+    x, lp = flow.rsample_with_log_prob(c, n=3)
+    assert x.shape == (2, 3, 1, 8, 8) and lp.shape == (2, 3)
+    ref = flow.log_prob(x.reshape(6, 1, 8, 8).detach(), [t.detach() for t in c])
+    torch.testing.assert_close(lp.reshape(6).detach(), ref, atol=1e-4, rtol=1e-5)
+    (x.sum() + lp.sum()).backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in c)
+
+
 def test_cached_context_changes_nothing_but_speed() -> None:
     flow = _flow()
     c = _ctx(1)

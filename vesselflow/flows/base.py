@@ -78,6 +78,14 @@ def add_context(x_term: Tensor, c_term: Tensor) -> Tensor:
     return out.reshape(n, *x_term.shape[1:])
 
 
+def add_context_(x_term: Tensor, c_term: Tensor) -> Tensor:
+    """In-place :func:`add_context` for a freshly computed ``x_term`` (saves a large copy)."""
+    n, b = x_term.shape[0], c_term.shape[0]
+    if n == b or b == 1:
+        return x_term.add_(c_term)
+    return add_context(x_term, c_term)
+
+
 def sum_except_batch(t: Tensor) -> Tensor:
     """Sum over every dimension but the first: (N, ...) -> (N,)."""
     return t.reshape(t.shape[0], -1).sum(dim=1)
@@ -93,7 +101,14 @@ _CACHE: contextvars.ContextVar[dict[tuple[int, int], Any] | None] = contextvars.
 
 @contextlib.contextmanager
 def cached_context() -> Iterator[None]:
-    """Memoise context projections of conditional layers for the duration of the block."""
+    """Memoise context projections of conditional layers for the duration of the block.
+
+    Re-entrant: an inner block shares the outer block's cache, so a sampler can hold one cache
+    across many ``sample`` calls for the same image.
+    """
+    if _CACHE.get() is not None:
+        yield
+        return
     token = _CACHE.set({})
     try:
         yield

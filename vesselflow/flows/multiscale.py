@@ -158,8 +158,13 @@ class MultiScaleFlow(FlowLayer):
         return latents, ladj, log_prior
 
     def _decode(self, latents: list[Tensor | None], context: Context, temperature: float = 1.0,
-                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Latents (None entries are sampled from the priors) -> (x, ladj of the inverse)."""
+                generator: torch.Generator | None = None, log_prior: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
+        """Latents (None entries are sampled from the priors) -> (x, ladj of the inverse).
+
+        If ``log_prior`` (N,) is given, the split priors' log-densities of the latents they
+        sample are added to it in place.
+        """
         cs = self._contexts(context)
         h = latents[-1]
         if h is None:
@@ -170,6 +175,8 @@ class MultiScaleFlow(FlowLayer):
                 z1 = latents[level]
                 if z1 is None:
                     z1 = self.split_priors[level].sample(h, cs[level], temperature, generator)
+                    if log_prior is not None:
+                        log_prior += self.split_priors[level].log_prob(z1, h, cs[level])
                 h = torch.cat([h, z1], dim=1)
             h, l = self.levels[level].inverse(h, cs[level])
             ladj = ladj + l
@@ -224,6 +231,22 @@ class MultiScaleFlow(FlowLayer):
         flow is unconditional, where ``size=(H, W)`` is required. Temperature scales every
         prior's standard deviation; 0 gives the deterministic mode-like sample.
         """
+        x, _ = self._sample(context, n, temperature, size, generator, with_log_prob=False)
+        return x
+
+    def rsample_with_log_prob(self, context: Context, n: int = 1,
+                              size: tuple[int, int] | None = None,
+                              generator: torch.Generator | None = None
+                              ) -> tuple[Tensor, Tensor]:
+        """Reparameterised samples (B, n, C, H, W) and their exact log-density (B, n).
+
+        Gradients flow through the samples, as a variational dequantizer needs (Flow++).
+        """
+        return self._sample(context, n, 1.0, size, generator, with_log_prob=True)
+
+    def _sample(self, context: Context, n: int, temperature: float,
+                size: tuple[int, int] | None, generator: torch.Generator | None,
+                with_log_prob: bool) -> tuple[Tensor, Tensor | None]:
         cs = self._contexts(context)
         top_c = cs[-1]
         m = 2 ** self.config.levels
@@ -239,9 +262,11 @@ class MultiScaleFlow(FlowLayer):
         shape = (b * n, self.top_channels, hh, ww)
         with cached_context():
             z_top = self.top_prior.sample(shape, top_c, temperature, generator)
+            log_prior = self.top_prior.log_prob(z_top, top_c) if with_log_prob else None
             latents: list[Tensor | None] = [None] * len(self.split_priors) + [z_top]
-            x, _ = self._decode(latents, cs, temperature, generator)
-        return x.reshape(b, n, *x.shape[1:])
+            x, ladj_inv = self._decode(latents, cs, temperature, generator, log_prior)
+        log_prob = None if log_prior is None else (log_prior - ladj_inv).view(b, n)
+        return x.reshape(b, n, *x.shape[1:]), log_prob
 
 
 def bits_per_dim(log_prob: Tensor, dims: int) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import add_context, project_context
+from .base import add_context_, project_context
 
 
 class ConditionalConvNet(nn.Module):
@@ -53,7 +53,7 @@ class ConditionalConvNet(nn.Module):
         else:
             h = self.conv_x(x)
             if self.conv_c is not None:
-                h = add_context(h, c_term)
-        h = F.relu(h)
+                h = add_context_(h, c_term)  # h is a fresh conv output: safe to modify
+        h = F.relu(h, inplace=self.conv_x is not None)
         h = F.relu(self.mid(h), inplace=True)
         return self.out(h)

@@ -1,0 +1,92 @@
+"""Figures of ``vesselflow evaluate``: PR curves, sample scatter, reliability, maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..utils import atomic_path
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, bbox_inches="tight", format=path.suffix.lstrip("."))
+    plt.close(fig)
+
+
+def iso_f_lines(ax, levels: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9)) -> None:
+    """Grey curves of constant F1 in (recall, precision) space."""
+    r = np.linspace(0.01, 1, 300)
+    for f in levels:
+        p = f * r / (2 * r - f)
+        ok = (p > 0) & (p <= 1)
+        ax.plot(r[ok], p[ok], color="0.85", lw=0.8, zorder=0)
+        ax.annotate(f"F={f:.1f}", (r[ok][-1], p[ok][-1]), fontsize=7, color="0.6")
+
+
+def pr_figure(curves: dict[str, dict], human: dict | None, path: Path) -> None:
+    """PR curves (one per model) with iso-F lines, max-F points and the human grader."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    iso_f_lines(ax)
+    for name, c in curves.items():
+        ax.plot(c["recall"], c["precision"], lw=1.5, label=f"{name} (max F1 {c['max_f1']:.3f})")
+        i = int(np.argmax(c["f1"]))
+        ax.plot(c["recall"][i], c["precision"][i], "o", ms=6, color=ax.lines[-1].get_color())
+    if human:
+        ax.plot(human["recall"], human["precision"], "k*", ms=11,
+                label=f"2nd observer (F1 {human['f1']:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1),
+           title="Precision-recall inside the FOV")
+    ax.legend(loc="lower left", fontsize=8)
+    _save(fig, path)
+
+
+def scatter_figure(points: dict[str, np.ndarray], human_points: np.ndarray | None,
+                   path: Path) -> None:
+    """Per-sample (recall, precision) of every image's samples, and the human per image."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    iso_f_lines(ax)
+    for name, pts in points.items():
+        ax.scatter(pts[:, 1], pts[:, 0], s=4, alpha=0.35, label=f"{name} samples")
+    if human_points is not None and len(human_points):
+        ax.scatter(human_points[:, 1], human_points[:, 0], marker="*", s=60, c="k",
+                   label="2nd observer")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0.4, 1), ylim=(0.4, 1),
+           title="Individual samples vs the first observer")
+    ax.legend(loc="lower left", fontsize=8)
+    _save(fig, path)
+
+
+def reliability_figure(table: dict[str, np.ndarray], ece: float, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    edges = table["edges"]
+    centers = (edges[:-1] + edges[1:]) / 2
+    nz = table["count"] > 0
+    ax.bar(centers[nz], table["accuracy"][nz], width=np.diff(edges)[nz], edgecolor="k",
+           alpha=0.7, label="observed vessel frequency")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set(xlabel="predicted probability (mean map)", ylabel="fraction of vessel pixels",
+           title=f"Reliability (ECE {ece:.4f})", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def maps_figure(image: np.ndarray, mean: np.ndarray, std: np.ndarray, truth: np.ndarray,
+                title: str, path: Path) -> None:
+    fig, axes = plt.subplots(1, 4, figsize=(14, 4))
+    for ax, img, name, cmap in zip(
+            axes, [image, mean, std, truth], ["image", "mean of samples",
+                                              "uncertainty (std)", "1st observer"],
+            [None, "gray", "magma", "gray"], strict=True):
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=None if cmap is None else (1 if name !=
+                  "uncertainty (std)" else 0.5))
+        ax.set_title(name)
+        ax.axis("off")
+    fig.suptitle(title)
+    _save(fig, path)

@@ -1,0 +1,136 @@
+"""Per-image inference shared by the CLI, evaluation and the app.
+
+The conditioning features are computed once per image and shared by every sample (and the
+flow's context projections are cached across sample batches); samples are drawn in
+memory-bounded batches and folded into a running mean and variance, so memory does not grow
+with the number of samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data.padding import crop_padding, pad_to_multiple
+from .flows import cached_context
+from .models import MULTIPLE, VesselFactored, VesselModel
+
+
+@dataclass
+class SampleStats:
+    """Per-pixel statistics over n samples of one image, at the image's size (H, W).
+
+    Attributes:
+        mean: mean of the binary samples = vessel probability estimate, float32 in [0, 1].
+        std: per-pixel standard deviation across samples (the uncertainty map).
+        samples: the first ``keep`` samples, bool (k, H, W), or None.
+        n: number of samples the statistics are over (for the factored model, the exact
+            distribution is used: n = inf is reported as the requested n).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    samples: np.ndarray | None
+    n: int
+
+
+def to_tensor_image(image: np.ndarray | Tensor) -> Tensor:
+    """(H, W, 3) array or (3, H, W) tensor in [0, 1] -> (1, 3, H, W) float32 tensor."""
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+        image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+    if image.ndim == 3:
+        image = image[None]
+    return image.float()
+
+
+def prepare(image: np.ndarray | Tensor, device: str = "cpu") -> tuple[Tensor, tuple]:
+    """Pad to the models' multiple (black, like the outside of the FOV); returns (x, pad)."""
+    x, pad = pad_to_multiple(to_tensor_image(image), MULTIPLE, mode="constant")
+    x = x.to(device)
+    if device == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, pad
+
+
+@torch.inference_mode()
+def sample_stats(model: VesselModel, image: np.ndarray | Tensor, n: int = 16,
+                 temperature: float = 1.0, batch_size: int = 8, seed: int | None = 0,
+                 keep: int = 0, device: str = "cpu",
+                 callback: Callable[[int, np.ndarray], None] | None = None) -> SampleStats:
+    """Draw ``n`` binary vessel maps for one image and summarise them.
+
+    ``callback(done, running_mean)`` is called after each batch (progress bars, live maps).
+    The factored model's mean and std are its exact Bernoulli q and sqrt(q(1 - q)); samples
+    are drawn only when ``keep`` > 0.
+    """
+    if n < 1:
+        raise ValueError(f"number of samples must be >= 1, got {n}")
+    x, pad = prepare(image, device)
+    gen = torch.Generator(device=device)
+    if seed is not None:
+        gen.manual_seed(seed)
+    feats = model.features(x)
+    kept: list[Tensor] = []
+    if isinstance(model, VesselFactored):
+        q = crop_padding(model.prob_map(feats)[0, 0], pad)
+        mean = q.float().cpu().numpy()
+        if keep:
+            kept.append(crop_padding(model.sample_labels(feats, keep, temperature, gen)[:, 0],
+                                     pad))
+        if callback:
+            callback(n, mean)
+        std = np.sqrt(np.clip(mean * (1 - mean), 0, None))
+        samples = torch.cat(kept).bool().cpu().numpy() if kept else None
+        return SampleStats(mean, std.astype(np.float32), samples, n)
+
+    total = torch.zeros(x.shape[-2:], dtype=torch.float64, device=device)
+    done = 0
+    with cached_context():
+        while done < n:
+            b = min(batch_size, n - done)
+            s = model.sample_labels(feats, b, temperature, gen)[:, 0]  # (b, H', W') {0, 1}
+            total += s.sum(0, dtype=torch.float64)
+            if len(kept) * batch_size < keep:
+                kept.append(s[: keep - sum(k.shape[0] for k in kept)])
+            done += b
+            if callback:
+                callback(done, crop_padding(total / done, pad).float().cpu().numpy())
+    mean = crop_padding(total / n, pad).float().cpu().numpy()
+    # Binary samples: the variance across samples is mean * (1 - mean), exactly, so a running
+    # sum is all the state needed (Welford's update reduces to this for {0, 1} data).
+    std = np.sqrt(np.clip(mean * (1 - mean), 0, None)).astype(np.float32)
+    samples = None
+    if kept:
+        samples = crop_padding(torch.cat(kept)[:keep], pad).bool().cpu().numpy()
+    return SampleStats(mean, std, samples, n)
+
+
+@torch.inference_mode()
+def log_likelihood(model: VesselModel, image: np.ndarray | Tensor, label: np.ndarray | Tensor,
+                   device: str = "cpu", n_bound_samples: int = 1) -> float:
+    """log P(label | image) in nats (a lower bound for the CNF, averaged over samples).
+
+    Image and label are padded (black image, background label); the padded pixels are then
+    nearly free, and bits per dimension are reported over the ORIGINAL pixel count, so the
+    padding can only make bpd look worse, never better.
+    """
+    x, _ = prepare(image, device)
+    y = label if isinstance(label, Tensor) else torch.from_numpy(np.asarray(label))
+    y = y.float().reshape(1, 1, *y.shape[-2:])
+    y, _ = pad_to_multiple(y, MULTIPLE, mode="constant")
+    y = y.to(device)
+    feats = model.features(x)
+    lls = [model.log_likelihood(x, y, feats).item() for _ in range(n_bound_samples)]
+    return float(np.mean(lls))
+
+
+def bpd(log_lik: float, n_pixels: int) -> float:
+    """Bits per dimension of a log-likelihood in nats over ``n_pixels`` binary pixels."""
+    return -log_lik / (n_pixels * math.log(2))
