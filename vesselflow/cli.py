@@ -60,6 +60,50 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a model on DRIVE or labelled pairs",
+                       description="Paper protocol (bpd, PR curve of the mean of N samples, "
+                       "max F1, per-sample precision/recall) and field protocol (FOV, F1 at "
+                       "the a-priori threshold, AUC-ROC, AP, ECE). Writes OUT/metrics.json, "
+                       "OUT/per_image.csv, OUT/curves.npz and OUT/figures/.")
+    p.add_argument("--model", required=True,
+                   help="cnf-drive, factored-drive, a model folder or a training run folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--drive", type=Path, help="DRIVE folder: evaluates the 20 test images")
+    src.add_argument("--pairs", type=Path,
+                     help="CSV with columns image,label[,fov,label2] (paths relative to it)")
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="DRIVE split (default test)")
+    p.add_argument("--samples", type=int, default=100, help="samples per image (paper: 100)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluation.evaluate import drive_cases, evaluate, pairs_cases
+    from .utils import pick_device
+
+    try:
+        cases = drive_cases(a.drive, a.split) if a.drive else pairs_cases(a.pairs)
+        if a.limit:
+            cases = cases[: a.limit]
+        m = evaluate(a.model, cases, a.out, n_samples=a.samples, temperature=a.temperature,
+                     seed=a.seed, device=pick_device(a.device))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"vesselflow evaluate: error: {e}", file=sys.stderr)
+        return 2
+    human = m["human"]["f1"] if m["human"] else float("nan")
+    print(f"{m['model']['name']} on {m['n_images']} images, {m['n_samples']} samples: "
+          f"bpd {m['bpd']:.4f} | max F1 {m['max_f1']:.4f} | F1@{m['threshold']:.3f} "
+          f"{m['f1']:.4f} | AUC {m['auc_roc']:.4f} | AP {m['average_precision']:.4f} | "
+          f"ECE {m['ece']:.4f} | 2nd observer F1 {human:.4f}\nwrote {a.out}/metrics.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vesselflow",
@@ -67,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vesselflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_evaluate(sub)
     return parser
 
 
