@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
+    from .bench import add_parser as _add_bench
+    from .data.prepare_cli import add_parser as _add_prepare
+    from .segment import add_parser as _add_segment
+
+    _add_segment(sub)
+    _add_bench(sub)
+    _add_prepare(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..utils import atomic_path
 
@@ -30,41 +31,75 @@ def iso_f_lines(ax, levels: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9)) -> None
         ax.annotate(f"F={f:.1f}", (r[ok][-1], p[ok][-1]), fontsize=7, color="0.6")
 
 
-def pr_figure(curves: dict[str, dict], human: dict | None, path: Path) -> None:
-    """PR curves (one per model) with iso-F lines, max-F points and the human grader."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+def pr_curve_figure(curves: dict[str, dict], human: dict | None = None,
+                    marks: dict[str, tuple[float, float]] | None = None) -> Figure:
+    """PR curves (one per model) with iso-F lines, max-F points and the human grader.
+
+    Args:
+        curves: name -> pr_curve output plus ``max_f1``.
+        human: binary_scores of the second observer, drawn as a black star.
+        marks: extra labelled points, label -> (recall, precision), e.g. the a-priori
+            threshold's operating point.
+
+    Returns:
+        A matplotlib Figure (not registered with pyplot: safe to build in server threads).
+    """
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     iso_f_lines(ax)
     for name, c in curves.items():
         ax.plot(c["recall"], c["precision"], lw=1.5, label=f"{name} (max F1 {c['max_f1']:.3f})")
         i = int(np.argmax(c["f1"]))
         ax.plot(c["recall"][i], c["precision"][i], "o", ms=6, color=ax.lines[-1].get_color())
+    for label, (r, p) in (marks or {}).items():
+        ax.plot(r, p, "X", ms=8, color="tab:red", label=label)
     if human:
         ax.plot(human["recall"], human["precision"], "k*", ms=11,
                 label=f"2nd observer (F1 {human['f1']:.3f})")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1),
            title="Precision-recall inside the FOV")
     ax.legend(loc="lower left", fontsize=8)
-    _save(fig, path)
+    return fig
+
+
+def pr_figure(curves: dict[str, dict], human: dict | None, path: Path) -> None:
+    """PR curves (one per model) with iso-F lines, max-F points and the human grader."""
+    _save(pr_curve_figure(curves, human), path)
+
+
+def sample_scatter_figure(points: dict[str, np.ndarray], human_points: np.ndarray | None = None,
+                          lims: tuple[float, float] = (0.4, 1), marker_size: float = 4,
+                          alpha: float = 0.35) -> Figure:
+    """Per-sample (recall, precision) of every image's samples, and the human per image.
+
+    ``points`` maps a name to (k, 2) arrays of (precision, recall); returns a Figure. The
+    defaults suit thousands of points (a whole test set); use larger, more opaque markers for
+    the few samples of one image.
+    """
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    iso_f_lines(ax)
+    for name, pts in points.items():
+        ax.scatter(pts[:, 1], pts[:, 0], s=marker_size, alpha=alpha, label=f"{name} samples")
+    if human_points is not None and len(human_points):
+        ax.scatter(human_points[:, 1], human_points[:, 0], marker="*", s=60, c="k",
+                   label="2nd observer")
+    ax.set(xlabel="recall", ylabel="precision", xlim=lims, ylim=lims,
+           title="Individual samples vs the first observer")
+    ax.legend(loc="lower left", fontsize=8)
+    return fig
 
 
 def scatter_figure(points: dict[str, np.ndarray], human_points: np.ndarray | None,
                    path: Path) -> None:
     """Per-sample (recall, precision) of every image's samples, and the human per image."""
-    fig, ax = plt.subplots(figsize=(5, 5))
-    iso_f_lines(ax)
-    for name, pts in points.items():
-        ax.scatter(pts[:, 1], pts[:, 0], s=4, alpha=0.35, label=f"{name} samples")
-    if human_points is not None and len(human_points):
-        ax.scatter(human_points[:, 1], human_points[:, 0], marker="*", s=60, c="k",
-                   label="2nd observer")
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0.4, 1), ylim=(0.4, 1),
-           title="Individual samples vs the first observer")
-    ax.legend(loc="lower left", fontsize=8)
-    _save(fig, path)
+    _save(sample_scatter_figure(points, human_points), path)
 
 
-def reliability_figure(table: dict[str, np.ndarray], ece: float, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+def reliability_diagram(table: dict[str, np.ndarray], ece: float) -> Figure:
+    """Reliability diagram of a probability map (expected_calibration_error's table)."""
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.subplots()
     edges = table["edges"]
     centers = (edges[:-1] + edges[1:]) / 2
     nz = table["count"] > 0
@@ -74,7 +109,11 @@ def reliability_figure(table: dict[str, np.ndarray], ece: float, path: Path) -> 
     ax.set(xlabel="predicted probability (mean map)", ylabel="fraction of vessel pixels",
            title=f"Reliability (ECE {ece:.4f})", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=8)
-    _save(fig, path)
+    return fig
+
+
+def reliability_figure(table: dict[str, np.ndarray], ece: float, path: Path) -> None:
+    _save(reliability_diagram(table, ece), path)
 
 
 def maps_figure(image: np.ndarray, mean: np.ndarray, std: np.ndarray, truth: np.ndarray,

@@ -83,3 +83,98 @@ def expected_calibration_error(prob: np.ndarray, truth: np.ndarray, bins: int = 
     ece = float(np.sum(count[nz] / count.sum() * np.abs(acc[nz] - conf[nz])))
     return ece, {"confidence": conf, "accuracy": acc, "count": count,
                  "edges": np.linspace(0, 1, bins + 1)}
+
+
+def mean_uncertainty(std: np.ndarray, fov: np.ndarray | None) -> float:
+    """Mean of the per-pixel uncertainty map (sample std) inside the FOV: one number per image.
+
+    Used to flag images for expert review, and reported per image by ``vesselflow evaluate``.
+    """
+    values = in_fov(std, fov)
+    return float(values.mean()) if values.size else float("nan")
+
+
+def sample_points(samples: np.ndarray, truth: np.ndarray, fov: np.ndarray | None
+                  ) -> np.ndarray:
+    """(precision, recall) of every individual sample against ``truth`` (FOV pixels, 1-D).
+
+    Args:
+        samples: (k, H, W) binary samples.
+        truth: reference pixels inside the FOV, as returned by ``in_fov(label, fov)``.
+        fov: (H, W) bool, or None for the whole image.
+
+    Returns:
+        float array (k, 2): columns precision, recall (the paper's per-sample scatter).
+    """
+    rows = [binary_scores(in_fov(s, fov), truth) for s in np.asarray(samples)]
+    return np.array([[r["precision"], r["recall"]] for r in rows], dtype=np.float64
+                    ).reshape(-1, 2)
+
+
+def score_case(mean: np.ndarray, label: np.ndarray, fov: np.ndarray | None, threshold: float,
+               samples: np.ndarray | None = None, label2: np.ndarray | None = None,
+               std: np.ndarray | None = None) -> dict:
+    """All metrics of one image, in memory: what ``vesselflow evaluate`` computes per image.
+
+    Args:
+        mean: (H, W) vessel probability (mean of samples).
+        label: (H, W) bool reference tracing (first observer).
+        fov: (H, W) bool field of view, or None for the whole image.
+        threshold: the a-priori threshold (a pixel is vessel when ``mean >= threshold``).
+        samples: optional (k, H, W) individual binary samples, for the per-sample scores.
+        label2: optional (H, W) bool second observer, scored against ``label``.
+        std: optional (H, W) uncertainty map, for ``mean_uncertainty``.
+
+    Returns:
+        dict with ``max_f1`` and ``max_f1_threshold`` (oracle), ``precision``, ``recall``,
+        ``f1``, ``accuracy`` at ``threshold``, ``auc_roc``, ``average_precision``, ``ece``,
+        ``curve`` (pr_curve output), ``reliability`` (ECE table), ``sample_points`` (k, 2) or
+        None, ``sample_precision`` / ``sample_recall`` / ``sample_f1`` (means over samples, or
+        None), ``human`` (binary_scores of label2, or None) and ``mean_uncertainty`` (or None).
+    """
+    truth = in_fov(label, fov).astype(bool)
+    prob = in_fov(mean, fov)
+    best, best_thr = max_f1(prob, truth)
+    at = binary_scores(prob >= threshold, truth)
+    ece, table = expected_calibration_error(prob, truth)
+    out: dict = {
+        "max_f1": best, "max_f1_threshold": best_thr, "threshold": float(threshold),
+        "precision": at["precision"], "recall": at["recall"], "f1": at["f1"],
+        "accuracy": at["accuracy"],
+        "auc_roc": auc_roc(prob, truth), "average_precision": average_precision(prob, truth),
+        "ece": ece, "curve": pr_curve(prob, truth), "reliability": table,
+        "sample_points": None, "sample_precision": None, "sample_recall": None,
+        "sample_f1": None, "human": None,
+        "mean_uncertainty": mean_uncertainty(std, fov) if std is not None else None,
+        "n_pixels": int(truth.size), "vessel_fraction": float(truth.mean()) if truth.size
+        else float("nan"),
+    }
+    if samples is not None and len(samples):
+        pts = sample_points(samples, truth, fov)
+        out["sample_points"] = pts
+        out["sample_precision"] = float(pts[:, 0].mean())
+        out["sample_recall"] = float(pts[:, 1].mean())
+        out["sample_f1"] = float(np.mean(2 * pts[:, 0] * pts[:, 1]
+                                         / np.maximum(pts.sum(1), 1e-12)))
+    if label2 is not None:
+        out["human"] = binary_scores(in_fov(label2, fov), truth)
+    return out
+
+
+REVIEW_MARGIN = 1.25
+"""Headroom of :func:`uncertainty_reference` over the validation images' highest value."""
+
+
+def uncertainty_reference(per_image: np.ndarray | list[float], margin: float = REVIEW_MARGIN
+                          ) -> float:
+    """The mean uncertainty above which an image is flagged for expert review.
+
+    ``margin`` times the highest per-image :func:`mean_uncertainty` over reference images the
+    model is known to handle (DRIVE's validation split, at 16 samples and temperature 1.0).
+    The margin absorbs the spread of a handful of validation images; store the result as
+    ``uncertainty_reference`` in the model's meta so the app can use it.
+    """
+    values = np.asarray(per_image, dtype=np.float64)
+    if values.size == 0 or not np.isfinite(values).all():
+        raise ValueError("need at least one finite per-image mean uncertainty")
+    return float(margin * values.max())

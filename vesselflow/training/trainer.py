@@ -230,13 +230,15 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
 
 def _replicas_identical(core: torch.nn.Module) -> bool:
-    """Gather a float64 checksum of all parameters and buffers from every process."""
+    """Gather a float64 checksum of the learned parameters from every process.
+
+    BatchNorm running statistics are buffers each process updates in its own forward pass;
+    DDP re-broadcasts rank 0's at every forward, and rank 0's are the ones saved.
+    """
     with torch.no_grad():
-        flat = torch.cat([t.detach().double().reshape(-1).cpu()
-                          for t in [*core.parameters(), *core.buffers()]])
+        flat = torch.cat([t.detach().double().reshape(-1).cpu() for t in core.parameters()])
         pos = torch.arange(flat.numel(), dtype=torch.float64)
-        sig = torch.stack([flat.sum(), (flat * pos
-                           ).sum(), flat.abs().max()])
+        sig = torch.stack([flat.sum(), (flat * pos).sum(), flat.abs().max()])
     sigs = [torch.zeros_like(sig) for _ in range(dist.get_world_size())]
     dist.all_gather(sigs, sig)
     return all(torch.equal(sigs[0], s) for s in sigs[1:])

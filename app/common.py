@@ -1,0 +1,585 @@
+"""What the app's pages share: configuration, error guard, models, inputs, the cached
+segmentation with live progress, the review flag and the download builders.
+
+Configuration (environment variables, all optional):
+
+* ``VESSELFLOW_APP_MODELS``: JSON object, display name -> shipped model name or model folder,
+  used instead of the shipped ``cnf-drive`` and ``factored-drive`` (e.g. for tests, or for a
+  model you trained yourself: ``{"My CNF": "runs/cnf-drive"}``).
+* ``VESSELFLOW_DRIVE``: a DRIVE folder for the Evaluate page (default ``../shared/data/DRIVE``
+  next to the repository, when it exists).
+
+Nothing here writes to disk: uploads are decoded from memory and results live in Streamlit's
+in-memory caches.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from vesselflow import __version__
+from vesselflow.data.errors import ImageReadError
+from vesselflow.evaluation.metrics import mean_uncertainty
+from vesselflow.models.io import SHIPPED, WEIGHTS_DIR, LoadedModel, load_model, resolve_model
+from vesselflow.visualize import (
+    colorize,
+    gray,
+    overlay,
+    png_bytes,
+    thumbnail,
+    tiff_bytes,
+    zip_bytes,
+)
+
+LOG = logging.getLogger("vesselflow.app")
+REPO = Path(__file__).resolve().parents[1]
+MODELS_ENV = "VESSELFLOW_APP_MODELS"
+DRIVE_ENV = "VESSELFLOW_DRIVE"
+DEFAULT_MODELS = {
+    "Conditional flow (cnf-drive)": "cnf-drive",
+    "Factored baseline (factored-drive)": "factored-drive",
+}
+MAX_PIXELS = 40_000_000  # ~6300 x 6300: far above any fundus camera, far below memory trouble
+MAX_ANALYSIS_PIXELS = 16_000_000  # refuse a rescale that would enlarge an image beyond this
+IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif", "dcm", "nii", "gz"]
+SAMPLE_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128)
+BATCH_SIZE = 4  # samples per batch: the mean map on screen is refreshed after each batch
+DISPLAY_SIDE = 900  # pictures on screen are at most this many pixels on their long side
+
+DEFAULT_UNCERTAINTY_REFERENCE = {"cnf": 0.15, "factored": 0.37}
+"""Per model kind: the mean uncertainty (sample std averaged inside the FOV) above which an
+image is flagged for expert review, used when the model's meta has no
+``uncertainty_reference``.
+
+Provisional values from ``vesselflow.evaluation.metrics.uncertainty_reference`` (1.25 x the
+highest per-image value on DRIVE's 4 validation images, 16 samples, temperature 1.0) measured
+on early checkpoints: CNF 0.095-0.120 per image, factored 0.26-0.30 (its exact per-pixel
+Bernoulli std is higher everywhere). A model's own stored reference replaces them.
+"""
+
+RESEARCH_NOTICE = (
+    "**Research use only — not for diagnosis.** vesselflow is not a medical device; its maps "
+    "must not be used for clinical decisions without review by a qualified clinician."
+)
+
+
+class AppError(Exception):
+    """A problem with a friendly message for the user (shown as-is, no traceback)."""
+
+
+# ----------------------------------------------------------------------------- error guard
+def run_page(body: Callable[[], None]) -> None:
+    """Run a page body; any error becomes a short ``st.error`` (details go to the log).
+
+    Streamlit's own control flow (``st.stop``, ``st.rerun``, a widget change interrupting a
+    run) derives from BaseException and passes through untouched.
+    """
+    try:
+        body()
+    except (AppError, ImageReadError) as exc:
+        st.error(str(exc), icon=":material/error:")
+    except Exception as exc:
+        LOG.exception("unexpected error on a vesselflow app page")
+        st.error(f"Something went wrong ({type(exc).__name__}: {_short(exc)}). The details "
+                 "were written to the console where the app was started. Try another image "
+                 "or other settings; if it persists, please report it.", icon=":material/error:")
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ----------------------------------------------------------------------------- models
+def model_choices() -> dict[str, str]:
+    """Display name -> model source (shipped name or folder), from the environment."""
+    raw = os.environ.get(MODELS_ENV, "").strip()
+    if not raw:
+        return dict(DEFAULT_MODELS)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise AppError(f"{MODELS_ENV} is not valid JSON ({exc.msg}); expected an object like "
+                       '{"My model": "path/to/model-folder"}') from exc
+    if not isinstance(value, dict) or not value or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise AppError(f"{MODELS_ENV} must be a non-empty JSON object of display name -> model "
+                       "folder (strings)")
+    return value
+
+
+def model_problem(source: str) -> str | None:
+    """Why a model cannot be loaded (a sentence for the user), or None when it is there."""
+    try:
+        resolve_model(source)
+    except FileNotFoundError:
+        if source in SHIPPED:
+            return (f"The shipped model **{source}** is not installed: its weights are missing "
+                    f"from `{WEIGHTS_DIR / source}`. They are produced by training "
+                    "(see the README, *Training*) and ship with released versions; to use a "
+                    f"model you trained, set `{MODELS_ENV}` (see the About page).")
+        return (f"No model found at `{source}`: expected a folder with `model.safetensors` "
+                "and `config.json` (or a training run folder with `best/`).")
+    return None
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _load_model(source: str, stamp: tuple[int, int], device: str) -> LoadedModel:
+    # Shared by every session and never modified: sampling runs under inference_mode.
+    return load_model(source, device=device)
+
+
+def get_model(source: str) -> LoadedModel:
+    """The model for ``source``, loaded once per weights file (reloaded if it changes)."""
+    from vesselflow.utils import pick_device
+
+    problem = model_problem(source)
+    if problem:
+        raise AppError(problem)
+    stat = (resolve_model(source) / "model.safetensors").stat()
+    try:
+        return _load_model(source, (stat.st_mtime_ns, stat.st_size), pick_device("auto"))
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise AppError(f"The model at `{source}` could not be loaded: {_short(exc)}") from exc
+
+
+def model_picker() -> tuple[str, LoadedModel]:
+    """Sidebar model choice; stops the page with a clear message when none can be loaded."""
+    choices = model_choices()
+    problems = {label: model_problem(src) for label, src in choices.items()}
+    available = [label for label, p in problems.items() if p is None]
+    if not available:
+        st.error("No vessel model is available, so images cannot be segmented yet.",
+                 icon=":material/error:")
+        for label, p in problems.items():
+            st.markdown(f"- *{label}*: {p}")
+        st.stop()
+    label = st.sidebar.selectbox(
+        "Model", available, key="model",
+        help="CNF: the conditional normalizing flow (samples whole, coherent vessel maps). "
+             "Factored: the per-pixel baseline (independent pixels).")
+    missing = [lb for lb in choices if lb not in available]
+    if missing:
+        st.sidebar.caption("Not installed: " + ", ".join(missing))
+    return label, get_model(choices[label])
+
+
+def uncertainty_reference(loaded: LoadedModel) -> tuple[float, str]:
+    """(reference value, where it comes from) for the expert-review flag."""
+    value = loaded.meta.get("uncertainty_reference")
+    if isinstance(value, int | float) and value > 0:
+        return float(value), "stored with the model (from DRIVE's validation images)"
+    default = DEFAULT_UNCERTAINTY_REFERENCE.get(loaded.config.kind,
+                                                DEFAULT_UNCERTAINTY_REFERENCE["cnf"])
+    return default, (f"provisional default for {loaded.config.kind} models (this model "
+                     "stores none)")
+
+
+# ----------------------------------------------------------------------------- sampling
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 16
+    temperature: float = 1.0
+    seed: int = 0
+    rescale: bool = True
+
+
+def sampling_controls() -> SamplingParams:
+    """Sidebar controls for the sampler, with the app's defaults."""
+    sb = st.sidebar
+    n = sb.select_slider("Samples", SAMPLE_CHOICES, value=16, key="n_samples",
+                         help="Number of vessel maps drawn from the model. The probability "
+                              "map is their mean; more samples give a smoother, more stable "
+                              "estimate (time grows linearly).")
+    temperature = sb.slider("Temperature", 0.0, 1.5, 1.0, 0.05, key="temperature",
+                            help="Scales the spread of the model's random draws. 1.0 samples "
+                                 "the learned distribution; lower values give more "
+                                 "conservative, less varied maps. For the factored baseline "
+                                 "the probability map is exact and only the individual "
+                                 "samples change.")
+    with sb.expander("Advanced"):
+        seed = st.number_input("Random seed", 0, 2**31 - 1, 0, 1, key="seed",
+                               help="Same image, settings and seed give the same samples.")
+        rescale = st.checkbox("Match DRIVE's scale", value=True, key="rescale",
+                              help="Resize the image so its field of view has the diameter "
+                                   "of DRIVE's (538 px), the scale the models were trained "
+                                   "at. Results are mapped back to the original size for "
+                                   "download. Recommended for photos from other cameras.")
+    return SamplingParams(int(n), float(temperature), int(seed), bool(rescale))
+
+
+@dataclass
+class Segmentation:
+    """Result of :func:`segment_image`, at the analysis scale (DRIVE's, when rescaled).
+
+    Attributes:
+        image: (h, w, 3) float32 image the model saw; fov: (h, w) bool field of view.
+        mean: vessel probability (mean of samples); std: per-pixel uncertainty (sample std).
+        samples: (k, h, w) bool individual samples, or None.
+        scale: how the original image was resized (``restore_size`` maps results back).
+        fov_source: "given" or "detected"; seconds: sampling time.
+    """
+
+    image: np.ndarray
+    fov: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    samples: np.ndarray | None
+    n: int
+    scale: Any  # vesselflow.data.scale.ScaleInfo
+    fov_source: str
+    seconds: float
+
+    @property
+    def mean_uncertainty(self) -> float:
+        return mean_uncertainty(self.std, self.fov)
+
+    def original(self, map_2d: np.ndarray, order: int = 1) -> np.ndarray:
+        """A map at the analysis scale resized back to the uploaded image's size."""
+        from vesselflow.data.scale import restore_size
+
+        return restore_size(map_2d, self.scale, order=order)
+
+    def mask(self, threshold: float) -> np.ndarray:
+        """Binary vessel mask at the analysis scale: mean >= threshold, inside the FOV."""
+        return (self.mean >= threshold) & self.fov
+
+
+def segment_image(model: Any, image: np.ndarray, params: SamplingParams, keep: int = 0,
+                  fov: np.ndarray | None = None, device: str = "cpu",
+                  callback: Callable[[int, np.ndarray], None] | None = None) -> Segmentation:
+    """Detect the FOV (unless given), bring the image to DRIVE's scale, sample, summarise.
+
+    Pure library calls (no Streamlit), so it can move to ``vesselflow.inference`` as is.
+    """
+    from vesselflow.data.fov import detect_fov
+    from vesselflow.data.scale import (
+        DRIVE_FOV_DIAMETER,
+        ScaleInfo,
+        fov_diameter,
+        rescale_to_drive,
+    )
+    from vesselflow.inference import sample_stats
+
+    fov_source = "given" if fov is not None else "detected"
+    if fov is None:
+        fov = detect_fov(image)
+    if not fov.any():
+        raise AppError("The field of view is empty: no part of the image can be analysed.")
+    if params.rescale:
+        # Checked before resizing: a tiny (e.g. uploaded) FOV must not blow the image up.
+        h, w = fov.shape
+        factor = DRIVE_FOV_DIAMETER / fov_diameter(fov)
+        if h * w * factor**2 > MAX_ANALYSIS_PIXELS:
+            raise AppError(
+                f"The {fov_source} field of view is only {DRIVE_FOV_DIAMETER / factor:.0f} px "
+                f"across; bringing it to DRIVE's scale would enlarge the image to "
+                f"{w * factor:.0f}×{h * factor:.0f} px. Is this a fundus photograph with a "
+                "visible field of view? (To analyse it as it is, turn off *Match DRIVE's "
+                "scale* under Advanced in the sidebar.)")
+        x, fov_x, info = rescale_to_drive(image, fov)
+    else:
+        shape = tuple(fov.shape)
+        x, fov_x, info = image, fov, ScaleInfo(shape, shape, 1.0, fov_diameter(fov))
+    t0 = time.perf_counter()
+    stats = sample_stats(model, x, n=params.n, temperature=params.temperature,
+                         batch_size=BATCH_SIZE, seed=params.seed, keep=keep, device=device,
+                         callback=callback)
+    return Segmentation(np.asarray(x, dtype=np.float32), fov_x, stats.mean, stats.std,
+                        stats.samples, stats.n, info, fov_source,
+                        round(time.perf_counter() - t0, 2))
+
+
+@st.cache_data(max_entries=12, show_spinner=False)
+def _segment_cached(model_key: str, image_key: str, fov_key: str, params: SamplingParams,
+                    keep: int, _model: LoadedModel, _image: np.ndarray, _fov: np.ndarray | None,
+                    _callback: Callable | None) -> Segmentation:
+    device = str(next(_model.model.parameters()).device)
+    return segment_image(_model.model, _image, params, keep=keep, fov=_fov, device=device,
+                         callback=_callback)
+
+
+class LiveProgress:
+    """Progress bar and running-mean picture, updated from inside the cached sampler.
+
+    The updates run in a snapshot of the caller's context, taken outside the cached function,
+    so Streamlit does not record them as part of the cached result: a cache hit then simply
+    returns the result instead of replaying stale progress messages.
+    """
+
+    def __init__(self, n: int, bar_slot: Any, map_slot: Any | None, label: str) -> None:
+        self.n, self.bar_slot, self.map_slot, self.label = n, bar_slot, map_slot, label
+        self._context = contextvars.copy_context()
+        self._bar = bar_slot.progress(0.0, text=f"{label}: drawing {n} samples…")
+
+    def __call__(self, done: int, running_mean: np.ndarray) -> None:
+        self._context.run(self._update, done, running_mean)
+
+    def _update(self, done: int, running_mean: np.ndarray) -> None:
+        self._bar.progress(min(done / self.n, 1.0),
+                           text=f"{self.label}: {done} of {self.n} samples drawn")
+        if self.map_slot is not None and done < self.n:
+            self.map_slot.image(thumbnail(gray(running_mean), DISPLAY_SIDE), width="stretch",
+                                caption=f"Running mean of {done} samples (updating…)")
+
+
+def segment(loaded: LoadedModel, image_key: str, image: np.ndarray, params: SamplingParams,
+            keep: int = 0, fov: np.ndarray | None = None, bar_slot: Any = None,
+            map_slot: Any = None, label: str = "Sampling") -> Segmentation:
+    """Cached segmentation keyed by model hash, image hash and parameters, with live progress.
+
+    ``bar_slot`` / ``map_slot`` are ``st.empty()`` placeholders for the progress bar and the
+    running mean; the bar is removed when sampling ends.
+    """
+    bar_slot = bar_slot if bar_slot is not None else st.empty()
+    progress = LiveProgress(params.n, bar_slot, map_slot, label)
+    fov_key = "detect" if fov is None else hashlib.sha256(np.packbits(fov)).hexdigest()
+    model_key = f"{loaded.sha256}:{next(loaded.model.parameters()).device}"
+    try:
+        result = _segment_cached(model_key, image_key, fov_key, params, keep, loaded, image,
+                                 fov, progress)
+    finally:
+        bar_slot.empty()
+    return result
+
+
+# ----------------------------------------------------------------------------- inputs
+@dataclass
+class InputImage:
+    """A decoded input: ``key`` identifies its content (sha256), ``notes`` warn the user."""
+
+    name: str
+    key: str
+    image: np.ndarray
+    notes: tuple[str, ...] = ()
+    label: np.ndarray | None = None
+    fov: np.ndarray | None = None
+    label2: np.ndarray | None = None
+
+
+def _format_notes(data: bytes) -> list[str]:
+    """Friendly notes about how an upload was converted (header only, nothing decoded)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            mode = img.mode
+            bits = 0
+            if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24:
+                bits = data[24]  # IHDR bit depth (Pillow reduces 16-bit RGB to 8 bits)
+            elif hasattr(img, "tag_v2"):  # TIFF BitsPerSample
+                per_sample = img.tag_v2.get(258, (8,))
+                bits = max(per_sample) if isinstance(per_sample, tuple) else int(per_sample)
+    except Exception:  # not a Pillow format (DICOM, NIfTI): the decoder reports problems
+        return []
+    notes = []
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N") or bits == 16:
+        notes.append("16-bit image: intensities were scaled from 0–65535 to 0–1 (no "
+                     "contrast stretching), so a dark photograph stays dark.")
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        notes.append("The image has an alpha (transparency) channel: transparent areas were "
+                     "made black, like the surround of a fundus photograph.")
+    return notes
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def decode_upload(data: bytes, name: str) -> InputImage:
+    """Decode uploaded bytes (any format vesselflow reads); ImageReadError on bad files."""
+    from vesselflow.data.io import read_image_bytes
+
+    image = read_image_bytes(data, name, max_pixels=MAX_PIXELS)
+    notes = _format_notes(data)
+    if np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1],
+                                                                         image[..., 2]):
+        notes.append("Grayscale image: the models were trained on colour fundus photographs "
+                     "(vessel contrast is mostly in the green channel), so results on a "
+                     "grayscale image are less reliable.")
+    h, w = image.shape[:2]
+    if min(h, w) < 128:
+        notes.append(f"Very small image ({w}×{h} px): fine vessels cannot be resolved; "
+                     "results are unreliable.")
+    return InputImage(name, hashlib.sha256(data).hexdigest(), image, tuple(notes))
+
+
+EXAMPLES = {
+    "retina": "Fundus photograph (scikit-image example, public domain)",
+    "synthetic": "Synthetic fundus with known vessels",
+}
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def example_image(which: str, seed: int = 3) -> InputImage:
+    """A bundled example: scikit-image's retina photo or a synthetic fundus with its label."""
+    if which == "retina":
+        from skimage.data import retina
+
+        image = np.asarray(retina(), dtype=np.float32) / 255.0  # 1411 x 1411, rescaled later
+        return InputImage("skimage_retina.png", "example:retina", image,
+                          ("scikit-image's retina example (1411×1411 px, public domain): "
+                           "larger than DRIVE, so it is analysed at DRIVE's scale.",))
+    if which == "synthetic":
+        from vesselflow.data.synthetic import synthetic_fundus
+
+        d = synthetic_fundus((584, 565), seed=seed)
+        return InputImage(f"synthetic_{seed}.png", f"example:synthetic:{seed}", d["image"],
+                          ("A cartoon fundus drawn by vesselflow with a known vessel map "
+                           "(open the Evaluate page to score the model on it).",),
+                          label=d["label"], fov=d["fov"])
+    raise ValueError(f"unknown example {which!r}")
+
+
+def drive_root() -> Path | None:
+    """The configured DRIVE folder, or None when there is none."""
+    env = os.environ.get(DRIVE_ENV)
+    path = Path(env).expanduser() if env else REPO.parent / "shared" / "data" / "DRIVE"
+    return path if path.is_dir() else None
+
+
+# ----------------------------------------------------------------------------- downloads
+def run_record(loaded: LoadedModel, item: InputImage, result: Segmentation,
+               params: SamplingParams, threshold: float) -> dict[str, Any]:
+    """Everything needed to reproduce or audit a result (``run.json`` in the zip)."""
+    from vesselflow.utils import environment
+
+    ref, ref_source = uncertainty_reference(loaded)
+    mu = result.mean_uncertainty
+    info = result.scale
+    return {
+        "tool": f"vesselflow {__version__} web app",
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "notice": "Research use only - not for diagnosis.",
+        "image": {"name": item.name, "sha256": item.key,
+                  "height": int(item.image.shape[0]), "width": int(item.image.shape[1])},
+        "model": {"name": loaded.name, "kind": loaded.config.kind, "sha256": loaded.sha256,
+                  "a_priori_threshold": loaded.threshold},
+        "parameters": {"samples": params.n, "temperature": params.temperature,
+                       "seed": params.seed, "batch_size": BATCH_SIZE,
+                       "match_drive_scale": params.rescale, "threshold": float(threshold)},
+        "preprocessing": {"fov": result.fov_source, "fov_diameter_px": info.fov_diameter,
+                          "scale_factor": info.factor,
+                          "analysis_size": list(info.scaled_shape)},
+        "summary": {"mean_uncertainty_in_fov": mu, "uncertainty_reference": ref,
+                    "uncertainty_reference_source": ref_source,
+                    "flagged_for_review": bool(mu > ref),
+                    "vessel_fraction_in_fov": float(result.mask(threshold).sum()
+                                                    / max(int(result.fov.sum()), 1)),
+                    "seconds": result.seconds},
+        "files": {
+            "mask.png": "binary vessel mask at the threshold (255 = vessel), inside the FOV",
+            "prob.png": "vessel probability, 8-bit (value / 255 = probability)",
+            "prob.tif": "vessel probability, float32 in [0, 1]",
+            "uncertainty.png": "per-pixel uncertainty, 8-bit (value / 510 = sample std)",
+            "uncertainty.tif": "per-pixel uncertainty (sample standard deviation), float32",
+            "uncertainty_color.png": "uncertainty for viewing: magma, black 0 to yellow 0.5",
+            "overlay.png": "mask (green) over the image",
+            "fov.png": "field of view used (255 = inside)",
+            "samples/": "individual binary samples (255 = vessel)",
+            "note": "all at the uploaded image's size; names as written by vesselflow segment",
+        },
+        "environment": environment(),
+    }
+
+
+def stem(name: str) -> str:
+    base = Path(name).name
+    for suffix in (".nii.gz", *(f".{t}" for t in IMAGE_TYPES)):
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)] or "image"
+    return base or "image"
+
+
+def mask_png(result: Segmentation, threshold: float) -> bytes:
+    return png_bytes(result.original(result.mask(threshold), order=0))
+
+
+def prob_png(result: Segmentation) -> bytes:
+    return png_bytes(gray(result.original(result.mean)))
+
+
+def prob_tiff(result: Segmentation) -> bytes:
+    return tiff_bytes(result.original(result.mean), "vessel probability (mean of samples)")
+
+
+def uncertainty_color_png(result: Segmentation) -> bytes:
+    return png_bytes(colorize(result.original(result.std), "magma", 0.0, 0.5))
+
+
+def result_files(loaded: LoadedModel, item: InputImage, result: Segmentation,
+                 params: SamplingParams, threshold: float, prefix: str = "") -> dict[str, bytes]:
+    """All outputs of one image, at the uploaded image's size, for the zip."""
+    mask = result.original(result.mask(threshold), order=0)
+    std = result.original(result.std)
+    files = {
+        "mask.png": png_bytes(mask),
+        "prob.png": prob_png(result),
+        "prob.tif": prob_tiff(result),
+        "uncertainty.png": png_bytes(gray(std, vmax=0.5)),
+        "uncertainty.tif": tiff_bytes(std, "vessel uncertainty (sample std)"),
+        "uncertainty_color.png": uncertainty_color_png(result),
+        "overlay.png": png_bytes(overlay(item.image, mask)),
+        "fov.png": png_bytes(result.original(result.fov, order=0)),
+    }
+    for i, s in enumerate(result.samples if result.samples is not None else []):
+        files[f"samples/sample_{i + 1:02d}.png"] = png_bytes(result.original(s, order=0))
+    record = run_record(loaded, item, result, params, threshold)
+    files["run.json"] = (json.dumps(record, indent=2, default=str) + "\n").encode()
+    return {prefix + k: v for k, v in files.items()}
+
+
+def results_zip(loaded: LoadedModel, item: InputImage, result: Segmentation,
+                params: SamplingParams, threshold: float) -> bytes:
+    return zip_bytes(result_files(loaded, item, result, params, threshold))
+
+
+def deferred(fn: Callable[..., bytes], *args: Any) -> Callable[[], bytes]:
+    """A download payload built only when the user clicks (keeps reruns fast)."""
+    return partial(fn, *args)
+
+
+# ----------------------------------------------------------------------------- evaluation cases
+@st.cache_data(max_entries=32, show_spinner=False)
+def decode_mask(data: bytes, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """Decode an uploaded tracing or FOV mask (bool, must have the image's size)."""
+    from vesselflow.data.io import read_mask_bytes
+
+    return read_mask_bytes(data, name, shape=shape, max_pixels=MAX_PIXELS)
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def drive_test_ids(root: str) -> list[str]:
+    """Ids of DRIVE's 20 test images (DatasetLayoutError when the copy is incomplete)."""
+    from vesselflow.data.drive import drive_records
+
+    return [r["id"] for r in drive_records(root, "test")]
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the DRIVE image…")
+def drive_case(root: str, case_id: str) -> InputImage:
+    """A DRIVE test image with its official FOV mask and both observers' tracings."""
+    from vesselflow.data.drive import drive_records
+    from vesselflow.data.io import read_image_bytes, read_mask
+
+    record = next(r for r in drive_records(root, "test") if r["id"] == case_id)
+    data = Path(record["image"]).read_bytes()
+    image = read_image_bytes(data, record["image"])
+    shape = image.shape[:2]
+    label2 = read_mask(record["label2"], shape=shape) if "label2" in record else None
+    return InputImage(Path(record["image"]).name, hashlib.sha256(data).hexdigest(), image,
+                      (), label=read_mask(record["label"], shape=shape),
+                      fov=read_mask(record["fov"], shape=shape), label2=label2)

@@ -1,0 +1,38 @@
+"""Shared pytest fixtures: where the real datasets live.
+
+Datasets are never copied into the repository. They are read from ``../shared/data`` next to the
+repository root, or from the folder named by the ``VESSELFLOW_DATA`` environment variable; tests
+that need them skip with a clear reason when they are absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def data_dir() -> Path:
+    """The shared data folder (``VESSELFLOW_DATA`` overrides the default ``../shared/data``)."""
+    return Path(os.environ.get("VESSELFLOW_DATA", DEFAULT_DATA_DIR)).expanduser()
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The shared data folder; skips the test when it does not exist."""
+    path = data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not found at {path} (set VESSELFLOW_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def drive_dir(shared_data_dir: Path) -> Path:
+    """The extracted DRIVE folder (``training/`` and ``test/``); skips when absent."""
+    path = shared_data_dir / "DRIVE"
+    if not (path / "training").is_dir() or not (path / "test").is_dir():
+        pytest.skip(f"DRIVE not found at {path} (expected training/ and test/ inside)")
+    return path

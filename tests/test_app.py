@@ -1,0 +1,459 @@
+"""The web app's pages with ``streamlit.testing.v1.AppTest`` on tiny untrained models.
+
+Every page: upload, sample, change the threshold, downloads offered, bad uploads answered with
+a friendly message and never an exception. Plus the non-UI helpers the pages rely on
+(download builders, run.json, in-memory scoring and figures).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "app" / "main.py"
+sys.path.insert(0, str(APP.parent))  # the pages import `common` from app/, as streamlit does
+
+TIMEOUT = 90  # seconds per script run; generous for a loaded 2-core machine
+TINY = {"width": 4, "steps": 1, "hidden": (4, 4), "deq_steps": 1, "deq_hidden": 4,
+        "deq_width": 4}
+
+
+def _data_dir() -> Path:
+    default = REPO.parent / "shared" / "data"
+    return Path(os.environ.get("VESSELFLOW_DATA", default)).expanduser()
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    import torch
+
+    from vesselflow.models import VesselConfig, build_model, save_model
+
+    folder = tmp_path_factory.mktemp("app_models")
+    torch.manual_seed(0)
+    out = {}
+    for kind, label in (("cnf", "Tiny CNF"), ("factored", "Tiny factored")):
+        model = build_model(VesselConfig(kind=kind, **TINY))
+        save_model(model, folder / kind, meta={"threshold": 0.5})
+        out[label] = str(folder / kind)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def app_env(tiny_models: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+            tmp_path: Path) -> None:
+    monkeypatch.setenv("VESSELFLOW_APP_MODELS", json.dumps(tiny_models))
+    monkeypatch.setenv("VESSELFLOW_DRIVE", str(tmp_path / "no-drive-here"))
+
+
+def run_app(page: str | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def assert_clean(at, errors_ok: bool = False) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    if not errors_ok:
+        assert not at.error, [e.value for e in at.error]
+
+
+def png(arr: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    (Image.fromarray(arr, mode) if mode else Image.fromarray(arr)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def fundus(size: int = 160, seed: int = 1) -> dict[str, np.ndarray]:
+    from vesselflow.data.synthetic import synthetic_fundus
+
+    return synthetic_fundus((size, size), seed=seed)
+
+
+def fundus_png(size: int = 160, seed: int = 1) -> bytes:
+    return png(np.round(fundus(size, seed)["image"] * 255).astype(np.uint8))
+
+
+def captions(at) -> list[str]:
+    return [c for img in at.image for c in img.captions]
+
+
+def alts(at) -> set[str]:
+    return {i.alt for img in at.image for i in img.proto.imgs}
+
+
+def threshold_slider(at):
+    return next(s for s in at.slider if str(s.key).startswith(("threshold:",
+                                                                "eval_threshold:")))
+
+
+# ----------------------------------------------------------------------------- Segment
+def test_segment_upload_sample_threshold_and_downloads() -> None:
+    at = run_app()
+    assert_clean(at)
+    assert any("Research use only" in w.value for w in at.info)
+    assert at.select_slider(key="n_samples").value == 16
+    assert at.slider(key="temperature").value == 1.0
+    at.select_slider(key="n_samples").set_value(4)
+    at.file_uploader(key="uploads").set_value(("eye.png", fundus_png(), "image/png")).run()
+    assert_clean(at)
+    assert {"input image", "vessel probability map", "uncertainty map", "binary vessel mask",
+            "overlay", "sample 1"} <= alts(at)
+    assert any("mean of 4 samples" in c for c in captions(at))
+    # An untrained model is very uncertain: the image is flagged for expert review.
+    assert any("Flag for expert review" in w.value for w in at.warning)
+    slider = threshold_slider(at)
+    assert slider.value == pytest.approx(0.5)  # the model's a-priori threshold
+    area = at.metric[0].value
+    slider.set_value(0.2).run()
+    assert_clean(at)
+    assert any("threshold 0.200" in c for c in captions(at))
+    assert at.metric[0].value != area
+    labels = [b.label for b in at.download_button]
+    assert labels == ["Mask PNG", "Probability PNG", "Probability TIFF", "Uncertainty PNG",
+                      "All (zip)"]
+
+
+def test_segment_examples_with_the_factored_model() -> None:
+    at = run_app()
+    at.selectbox(key="model").set_value("Tiny factored")
+    at.select_slider(key="n_samples").set_value(2)
+    at.radio(key="source").set_value("synthetic").run()
+    assert_clean(at)
+    assert "vessel probability map" in alts(at)
+    assert any("known vessel map" in i.value for i in at.info)
+    at.radio(key="source").set_value("retina").run()
+    assert_clean(at)
+    assert any("1411×1411" in c for c in captions(at))
+    scale = next(m for m in at.metric if m.label == "Analysis scale")
+    assert scale.value != "×1.00"  # the large photo is analysed at DRIVE's scale
+
+
+def test_threshold_and_review_reference_come_from_the_model(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import torch
+
+    from vesselflow.models import VesselConfig, build_model, save_model
+
+    torch.manual_seed(0)
+    save_model(build_model(VesselConfig(kind="cnf", **TINY)), tmp_path / "m",
+               meta={"threshold": 0.3125, "uncertainty_reference": 0.9})
+    monkeypatch.setenv("VESSELFLOW_APP_MODELS", json.dumps({"Calibrated": str(tmp_path / "m")}))
+    at = run_app()
+    at.select_slider(key="n_samples").set_value(2)
+    at.radio(key="source").set_value("synthetic").run()
+    assert_clean(at)
+    assert threshold_slider(at).value == pytest.approx(0.3125)
+    assert any("Uncertainty in the usual range" in x.value for x in at.success)
+    assert not any("Flag for expert review" in w.value for w in at.warning)
+    assert any("stored with the model" in c.value for c in at.caption)
+
+
+def _bad_files() -> dict[str, bytes]:
+    rgb = np.round(fundus(140)["image"] * 255).astype(np.uint8)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])
+    sixteen = (rgb[..., 1].astype(np.uint16) * 257)
+    huge = io.BytesIO()
+    Image.new("1", (7000, 7000)).save(huge, format="PNG")
+    return {
+        "notes.png": b"patient notes, definitely not an image\n" * 20,
+        "corrupt.png": fundus_png(140)[:300],
+        "huge.png": huge.getvalue(),
+        "gray.png": png(rgb[..., 1]),
+        "rgba.png": png(rgba),
+        "sixteen.png": png(sixteen),
+    }
+
+
+def test_bad_uploads_get_friendly_messages() -> None:
+    files = _bad_files()
+    at = run_app()
+    at.select_slider(key="n_samples").set_value(1)
+    with_advanced = at.checkbox(key="rescale")
+    with_advanced.set_value(False)  # keep the tiny images tiny: this test is about decoding
+    at.file_uploader(key="uploads").set_value(
+        [(name, data, "image/png") for name, data in files.items()]).run()
+    assert_clean(at, errors_ok=True)
+    errors = " ".join(e.value for e in at.error)
+    assert "**notes.png** cannot be used: not a recognised image format" in errors
+    assert "**corrupt.png** cannot be used" in errors
+    assert "**huge.png** cannot be used: image is too large" in errors
+    assert "Traceback" not in errors
+    view = at.selectbox(key="view")
+    assert view.options == ["gray.png", "rgba.png", "sixteen.png"]
+    expected = {0: "Grayscale image", 1: "alpha (transparency) channel", 2: "16-bit image"}
+    for index, note in expected.items():
+        at.selectbox(key="view").set_value(index).run()
+        assert_clean(at, errors_ok=True)
+        assert any(note in i.value for i in at.info), (index, [i.value for i in at.info])
+        assert "vessel probability map" in alts(at)
+
+
+def test_segment_all_uploaded_images() -> None:
+    at = run_app()
+    at.select_slider(key="n_samples").set_value(1)
+    at.checkbox(key="rescale").set_value(False)
+    at.file_uploader(key="uploads").set_value(
+        [("a.png", fundus_png(140, 1), "image/png"), ("b.png", fundus_png(140, 2),
+                                                      "image/png")]).run()
+    assert_clean(at)
+    at.button(key="batch_run").click().run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert list(table["image"]) == ["a.png", "b.png"]
+    assert set(table["review"]) <= {"flag: expert review", "usual"}
+    assert "All results (zip)" in [b.label for b in at.download_button]
+
+
+# ----------------------------------------------------------------------------- models
+def test_missing_or_misconfigured_models_give_a_clear_message(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VESSELFLOW_APP_MODELS", json.dumps({"Gone": str(tmp_path / "gone")}))
+    at = run_app()
+    assert_clean(at, errors_ok=True)
+    assert any("No vessel model is available" in e.value for e in at.error)
+    assert any("No model found at" in m.value for m in at.markdown)
+    monkeypatch.setenv("VESSELFLOW_APP_MODELS", "{not json")
+    at = run_app("views/about.py")
+    assert_clean(at, errors_ok=True)
+    assert any("is not valid JSON" in e.value for e in at.error)
+
+
+def test_missing_shipped_weights_are_explained(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    import common
+
+    import vesselflow.models.io as model_io
+
+    monkeypatch.setattr(model_io, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(common, "WEIGHTS_DIR", tmp_path)
+    message = common.model_problem("cnf-drive")
+    assert "shipped model **cnf-drive** is not installed" in message
+    assert "VESSELFLOW_APP_MODELS" in message
+
+
+# ----------------------------------------------------------------------------- Evaluate
+def test_evaluate_with_uploaded_tracings() -> None:
+    d = fundus(160, seed=4)
+    label2 = d["label"].copy()
+    label2[::7] = False  # a second grader who misses some pixels
+    at = run_app("views/evaluate.py")
+    assert_clean(at)
+    assert at.radio(key="eval_source").options == ["Synthetic fundus (known vessels)",
+                                                   "Upload image and tracing"]
+    at.select_slider(key="n_samples").set_value(4)
+    at.radio(key="eval_source").set_value("upload").run()
+    assert_clean(at)
+    image = png(np.round(d["image"] * 255).astype(np.uint8))
+    at.file_uploader(key="eval_image").set_value(("eye.png", image, "image/png"))
+    at.file_uploader(key="eval_label").set_value(("eye_manual.png", png(d["label"]),
+                                                  "image/png"))
+    at.file_uploader(key="eval_label2").set_value(("eye_manual2.png", png(label2),
+                                                   "image/png"))
+    at.file_uploader(key="eval_fov").set_value(("eye_fov.png", png(d["fov"]), "image/png"))
+    at.run()
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert {"F1 at threshold", "Max F1 (oracle)", "AUC-ROC", "2nd observer F1"} <= set(metrics)
+    human_f1 = float(metrics["2nd observer F1"])
+    assert 0.8 < human_f1 < 1.0
+    table = at.dataframe[0].value
+    assert "Sample F1 (mean)" in list(table["metric"])
+    threshold_slider(at).set_value(0.25).run()
+    assert_clean(at)
+    assert any("threshold 0.250" in c for c in captions(at))
+    assert [b.label for b in at.download_button] == ["Metrics (JSON)"]
+    # A tracing of another size is refused politely.
+    at.file_uploader(key="eval_label").set_value(("small.png", png(d["label"][:100, :100]),
+                                                  "image/png")).run()
+    assert_clean(at, errors_ok=True)
+    assert any("does not match the image size" in e.value for e in at.error)
+
+
+def test_evaluate_synthetic_case_and_bad_image() -> None:
+    at = run_app("views/evaluate.py")
+    at.select_slider(key="n_samples").set_value(2)
+    at.radio(key="eval_source").set_value("synthetic").run()
+    assert_clean(at)
+    assert "ECE" in {m.label for m in at.metric}
+    at.radio(key="eval_source").set_value("upload").run()
+    at.file_uploader(key="eval_image").set_value(("x.png", b"\x89PNG\r\n\x1a\nbroken",
+                                                  "image/png"))
+    at.file_uploader(key="eval_label").set_value(("y.png", png(fundus(64)["label"]),
+                                                  "image/png")).run()
+    assert_clean(at, errors_ok=True)
+    assert any("corrupt PNG file" in e.value for e in at.error)
+
+
+def test_evaluate_on_a_drive_test_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    drive = _data_dir() / "DRIVE"
+    if not (drive / "test" / "images").is_dir():
+        pytest.skip(f"DRIVE not found at {drive} (set VESSELFLOW_DATA)")
+    monkeypatch.setenv("VESSELFLOW_DRIVE", str(drive))
+    at = run_app("views/evaluate.py")
+    at.select_slider(key="n_samples").set_value(2)
+    at.selectbox(key="drive_id").set_value("02_test").run()
+    assert_clean(at)
+    assert at.radio(key="eval_source").value == "drive"
+    assert any("02_test.tif" in c for c in captions(at))
+    human = float(next(m.value for m in at.metric if m.label == "2nd observer F1"))
+    assert 0.7 < human < 0.85  # DRIVE's second observer scores ~0.79 against the first
+
+
+# ----------------------------------------------------------------------------- other pages
+def test_about_and_superres_pages(tiny_models: dict[str, str]) -> None:
+    from vesselflow.utils import sha256_file
+
+    at = run_app("views/about.py")
+    assert_clean(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Not intended for" in text
+    for folder in tiny_models.values():
+        assert sha256_file(Path(folder) / "model.safetensors") in text
+    at.switch_page("views/superres.py").run()
+    assert_clean(at)
+    assert any("Not available yet" in i.value for i in at.info)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _fake_result(common):
+    from vesselflow.data.scale import ScaleInfo
+
+    rng = np.random.default_rng(0)
+    mean = rng.random((40, 50)).astype(np.float32)
+    fov = np.ones((40, 50), bool)
+    return common.Segmentation(
+        image=rng.random((40, 50, 3)).astype(np.float32), fov=fov, mean=mean,
+        std=np.sqrt(mean * (1 - mean)), samples=rng.random((2, 40, 50)) < 0.5, n=8,
+        scale=ScaleInfo((80, 100), (40, 50), 0.5, 200.0), fov_source="detected", seconds=0.1)
+
+
+def test_download_files_are_at_the_original_size_with_run_json(tiny_models) -> None:
+    import common
+    import tifffile
+
+    from vesselflow.models import load_model
+
+    loaded = load_model(tiny_models["Tiny CNF"])
+    item = common.InputImage("eye.jpg", "abc123", np.zeros((80, 100, 3), np.float32))
+    result = _fake_result(common)
+    params = common.SamplingParams(n=8, temperature=0.7, seed=3, rescale=True)
+    with zipfile.ZipFile(io.BytesIO(common.results_zip(loaded, item, result, params, 0.4))) as z:
+        names = z.namelist()
+        run = json.loads(z.read("run.json"))
+        mask = np.asarray(Image.open(io.BytesIO(z.read("mask.png"))))
+        mean = tifffile.imread(io.BytesIO(z.read("prob.tif")))
+        unc = np.asarray(Image.open(io.BytesIO(z.read("uncertainty.png"))))
+    assert {"mask.png", "prob.png", "prob.tif", "uncertainty.png", "uncertainty.tif",
+            "uncertainty_color.png", "overlay.png", "fov.png", "samples/sample_01.png",
+            "samples/sample_02.png", "run.json"} <= set(names)
+    assert unc.dtype == np.uint8 and unc.shape == (80, 100)  # value / 510 = std
+    assert mask.shape == (80, 100) and set(np.unique(mask)) <= {0, 255}
+    assert mean.dtype == np.float32 and mean.shape == (80, 100)
+    assert run["model"]["sha256"] == loaded.sha256
+    assert run["parameters"] == {"samples": 8, "temperature": 0.7, "seed": 3,
+                                 "batch_size": common.BATCH_SIZE, "match_drive_scale": True,
+                                 "threshold": 0.4}
+    assert run["image"] == {"name": "eye.jpg", "sha256": "abc123", "height": 80, "width": 100}
+    assert {"vesselflow", "torch", "numpy", "python"} <= set(run["environment"])
+    assert run["summary"]["flagged_for_review"] is True  # random maps: high uncertainty
+    assert common.stem("scan.nii.gz") == "scan" and common.stem("a.b.PNG") == "a.b"
+
+
+def test_a_tiny_field_of_view_is_not_blown_up(tiny_models) -> None:
+    import common
+
+    from vesselflow.models import load_model
+
+    image = np.full((1200, 1600, 3), 0.5, np.float32)
+    fov = np.zeros((1200, 1600), bool)
+    fov[600:630, 800:830] = True  # an uploaded FOV mask 30 px across: 18x enlargement
+    loaded = load_model(tiny_models["Tiny CNF"])
+    with pytest.raises(common.AppError, match="would enlarge the image"):
+        common.segment_image(loaded.model, image, common.SamplingParams(n=1), fov=fov)
+
+
+def test_visualize_helpers() -> None:
+    import tifffile
+
+    from vesselflow.visualize import (
+        agreement_map,
+        colorize,
+        gray,
+        overlay,
+        png_bytes,
+        thumbnail,
+        tiff_bytes,
+    )
+
+    image = np.zeros((4, 5, 3), np.float32)
+    mask = np.zeros((4, 5), bool)
+    mask[1, 2] = True
+    out = overlay(image, mask, color=(0.0, 1.0, 0.0), alpha=0.5)
+    assert out.dtype == np.uint8 and tuple(out[1, 2]) == (0, 128, 0) and out[0, 0].sum() == 0
+    assert gray(np.array([[0.0, 0.5, 1.0]])).tolist() == [[0, 128, 255]]
+    assert colorize(np.zeros((2, 2)), "magma").shape == (2, 2, 3)
+    agree = agreement_map(np.array([[1, 1, 0, 0]], bool), np.array([[1, 0, 1, 0]], bool))
+    assert agree[0].tolist() == [[255, 255, 255], [255, 51, 51], [51, 128, 255], [0, 0, 0]]
+    assert thumbnail(np.zeros((3000, 1500), np.uint8), 600).shape == (600, 300)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(mask)))) > 0, mask)
+    values = np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5)
+    assert np.array_equal(tifffile.imread(io.BytesIO(tiff_bytes(values))), values)
+    with pytest.raises(TypeError):
+        png_bytes(values)
+
+
+def test_score_case_matches_the_pooled_metrics(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from vesselflow.evaluation import figures
+    from vesselflow.evaluation.metrics import (
+        binary_scores,
+        in_fov,
+        max_f1,
+        mean_uncertainty,
+        score_case,
+        uncertainty_reference,
+    )
+
+    rng = np.random.default_rng(1)
+    label = rng.random((30, 40)) < 0.2
+    fov = np.zeros((30, 40), bool)
+    fov[2:-2, 3:-3] = True
+    samples = (rng.random((5, 30, 40)) < 0.3) | (label & (rng.random((5, 30, 40)) < 0.7))
+    mean = samples.mean(0)
+    std = np.sqrt(mean * (1 - mean))
+    label2 = label ^ (rng.random((30, 40)) < 0.05)
+    s = score_case(mean, label, fov, 0.4, samples=samples, label2=label2, std=std)
+    truth = in_fov(label, fov)
+    assert s["max_f1"] == pytest.approx(max_f1(in_fov(mean, fov), truth)[0])
+    assert s["f1"] == pytest.approx(binary_scores(in_fov(mean, fov) >= 0.4, truth)["f1"])
+    assert s["sample_points"].shape == (5, 2)
+    assert s["sample_precision"] == pytest.approx(np.mean([
+        binary_scores(in_fov(x, fov), truth)["precision"] for x in samples]))
+    assert s["human"] == binary_scores(in_fov(label2, fov), truth)
+    assert s["mean_uncertainty"] == pytest.approx(mean_uncertainty(std, fov))
+    assert s["mean_uncertainty"] == pytest.approx(std[fov].mean())
+    assert uncertainty_reference([0.1, 0.12, 0.09]) == pytest.approx(0.15)
+    curve = {**s["curve"], "max_f1": s["max_f1"]}
+    for fig in (figures.pr_curve_figure({"m": curve}, s["human"], marks={"t": (0.5, 0.5)}),
+                figures.sample_scatter_figure({"m": s["sample_points"]}, None),
+                figures.reliability_diagram(s["reliability"], s["ece"])):
+        assert isinstance(fig, Figure)
+    figures.pr_figure({"m": curve}, s["human"], tmp_path / "pr.png")  # file writers unchanged
+    figures.scatter_figure({"m": s["sample_points"]}, None, tmp_path / "scatter.png")
+    figures.reliability_figure(s["reliability"], s["ece"], tmp_path / "rel.png")
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("pr.png", "scatter.png",
+                                                              "rel.png"))

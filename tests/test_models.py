@@ -1,0 +1,114 @@
+"""Vessel models: likelihoods, the factored normaliser, sampling, save/load."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vesselflow.inference import bpd, log_likelihood, sample_stats
+from vesselflow.models import VesselConfig, build_model, load_model, save_model
+
+TINY = dict(width=4, steps=1, hidden=(4, 4), deq_steps=1, deq_hidden=4, deq_width=4)
+
+
+def _perturbed(kind: str, seed: int = 0):
+    torch.manual_seed(seed)
+    m = build_model(VesselConfig(kind=kind, **TINY))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m.eval()
+
+
+def _batch(b: int = 2, h: int = 16, w: int = 20):
+    g = torch.Generator().manual_seed(0)
+    return {"image": torch.rand(b, 3, h, w, generator=g),
+            "label": (torch.rand(b, 1, h, w, generator=g) > 0.8).float(),
+            "fov": torch.ones(b, 1, h, w)}
+
+
+def test_factored_likelihood_is_normalised_and_matches_by_hand() -> None:
+    m = _perturbed("factored")
+    b = _batch()
+    feats = m.features(b["image"])
+    log_q1, log_q0 = m._log_q(m.logits(feats))
+    torch.testing.assert_close(log_q1.exp() + log_q0.exp(), torch.ones_like(log_q1))
+    p = torch.sigmoid(m.logits(feats))
+    w1, w0 = 0.9, 0.1
+    q1 = p**w1 / (p**w1 + (1 - p) ** w0)
+    torch.testing.assert_close(m.prob_map(feats), q1, atol=1e-6, rtol=1e-5)
+    y = b["label"]
+    ll = (y * q1.log() + (1 - y) * (1 - q1).log()).flatten(1).sum(1)
+    torch.testing.assert_close(m.log_likelihood(b["image"], y), ll, atol=1e-4, rtol=1e-5)
+
+
+def test_cnf_bound_is_finite_negative_and_trains() -> None:
+    m = _perturbed("cnf").train()
+    b = _batch(4, 16, 16)
+    ll = m.log_likelihood(b["image"], b["label"])
+    assert ll.shape == (4,) and torch.isfinite(ll).all() and (ll < 0).all()
+    opt = torch.optim.Adam(m.parameters(), 3e-3)
+    first = None
+    for _ in range(30):
+        loss, metrics = m(b)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert metrics["bpd"] < first
+
+
+@pytest.mark.parametrize("kind", ["cnf", "factored"])
+def test_sample_stats_shapes_keep_and_seed(kind: str) -> None:
+    m = _perturbed(kind)
+    img = np.random.default_rng(0).random((18, 22, 3), dtype=np.float32)
+    seen = []
+    s = sample_stats(m, img, n=5, batch_size=2, keep=3, seed=1,
+                     callback=lambda done, mean: seen.append((done, mean.shape)))
+    assert s.mean.shape == s.std.shape == (18, 22) and s.samples.shape == (3, 18, 22)
+    assert 0 <= s.mean.min() and s.mean.max() <= 1 and s.samples.dtype == bool
+    assert seen[-1] == (5, (18, 22))
+    np.testing.assert_allclose(s.std, np.sqrt(s.mean * (1 - s.mean)), atol=1e-6)
+    again = sample_stats(m, img, n=5, batch_size=2, keep=3, seed=1)
+    np.testing.assert_array_equal(again.samples, s.samples)
+    if kind == "cnf":
+        assert set(np.unique(s.mean * 5).round(6)) <= set(range(6))  # mean of 5 binary maps
+        other = sample_stats(m, img, n=5, batch_size=2, keep=3, seed=2)
+        assert (other.samples != s.samples).any()
+
+
+def test_log_likelihood_pads_and_bpd_uses_original_pixels() -> None:
+    m = _perturbed("factored")
+    img = np.random.default_rng(0).random((18, 22, 3), dtype=np.float32)
+    label = np.zeros((18, 22), bool)
+    ll = log_likelihood(m, img, label)
+    assert ll < 0
+    assert bpd(ll, 18 * 22) == pytest.approx(-ll / (18 * 22 * math.log(2)))
+
+
+def test_save_load_round_trip_and_corruption(tmp_path) -> None:
+    m = _perturbed("cnf")
+    digest = save_model(m, tmp_path / "m", {"threshold": 0.4})
+    loaded = load_model(tmp_path / "m")
+    assert loaded.sha256 == digest and loaded.threshold == 0.4
+    assert loaded.config == m.config
+    for k, v in m.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[k], v)
+    raw = (tmp_path / "m" / "model.safetensors").read_bytes()
+    (tmp_path / "m" / "model.safetensors").write_bytes(raw[:-8] + b"\0" * 8)
+    with pytest.raises(ValueError, match="sha256"):
+        load_model(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="not a shipped model"):
+        load_model(tmp_path / "nothing")
+
+
+def test_config_rejects_unknown_keys(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        VesselConfig.from_dict({"kind": "cnf", "wdith": 3})
+    save_model(_perturbed("factored"), tmp_path / "f")
+    cfg = json.loads((tmp_path / "f" / "config.json").read_text())
+    assert cfg["model"]["kind"] == "factored" and len(cfg["meta"]["sha256"]) == 64

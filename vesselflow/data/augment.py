@@ -1,0 +1,209 @@
+"""Training augmentation for DRIVE: the paper's random affine, then a random patch crop.
+
+Paper (Winkler et al. 2019, Sec. 5.2): rotation uniform over 360 degrees, isotropic scale
+U(0.8, 1.2), shear ~ N(0, 10 degrees). Here the shear is along x (rotation being uniform, its
+direction is random anyway) and clipped to +-40 degrees so an extreme draw cannot collapse the
+image. A random horizontal flip is added (a vertical flip equals a flip plus a 180-degree
+rotation, so it would add nothing). One affine is applied identically to the image (bilinear)
+and to every mask (nearest, so labels stay exactly {0, 1}) with albumentations' ``Affine``,
+constant-zero border: pixels rotated in from outside are black image, background label and
+outside-FOV, as for real fundus surrounds.
+
+The crop centre is drawn among FOV pixels of the augmented FOV, so patches rarely show only
+black surround.
+
+Randomness comes from ``np.random.default_rng``. In a DataLoader worker the generator is
+re-created on first use from ``torch.initial_seed()`` (distinct per worker and per epoch,
+reproducible under ``torch.manual_seed``), mixed with ``seed`` when one is given; in the main
+process ``seed`` alone fixes the sequence, so equal seeds give equal outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from monai.transforms import RandomizableTrait, Transform
+
+IMAGE_KEY = "image"
+MASK_KEYS = ("label", "fov", "label2")
+_MAX_SHEAR_DEG = 40.0
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class TrainAugment(RandomizableTrait, Transform):
+    """Random affine + flip + FOV-centred patch crop of an {image, label, fov} dict.
+
+    ``RandomizableTrait`` tells MONAI's CacheDataset to cache everything before this
+    transform and run it afresh on every access.
+
+    Args:
+        patch_size: Side P of the square output patch; None keeps the full (augmented) image.
+        rotate: Rotate uniformly over 360 degrees.
+        scale: Range (lo, hi) of the isotropic scale factor; None for no scaling.
+        shear_std_deg: Standard deviation of the shear angle in degrees (0 disables shear).
+        seed: Seed of the numpy generator (see the module docstring for workers).
+        flip: Random horizontal flip with probability 0.5.
+
+    Call with a dict holding ``image`` (3, H, W) float and optionally ``label``, ``fov``,
+    ``label2`` as (1, H, W) or (H, W), numpy or torch. Returns a new dict with the same keys:
+    those arrays become torch float32 (C, P, P) (masks (1, P, P) with values {0, 1}); other
+    keys (e.g. ``id``) pass through unchanged.
+    """
+
+    def __init__(
+        self,
+        patch_size: int | None = 128,
+        rotate: bool = True,
+        scale: tuple[float, float] | None = (0.8, 1.2),
+        shear_std_deg: float = 10.0,
+        seed: int | None = None,
+        flip: bool = True,
+    ) -> None:
+        if patch_size is not None and patch_size < 1:
+            raise ValueError(f"patch_size must be positive or None, got {patch_size}")
+        if scale is not None and not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"scale must be (lo, hi) with 0 < lo <= hi, got {scale}")
+        self.patch_size = patch_size
+        self.rotate = rotate
+        self.scale = scale
+        self.shear_std_deg = float(shear_std_deg)
+        self.flip = flip
+        self.seed = seed
+        self._rng: np.random.Generator | None = None
+        self._owner: tuple[int, int | None] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainAugment(patch_size={self.patch_size}, rotate={self.rotate}, "
+            f"scale={self.scale}, shear_std_deg={self.shear_std_deg}, flip={self.flip}, "
+            f"seed={self.seed})"
+        )
+
+    # -- randomness ---------------------------------------------------------------------------
+    def set_random_state(self, seed: int | None = None) -> TrainAugment:
+        """Restart the random sequence from ``seed`` in the current process."""
+        self._rng = np.random.default_rng(seed)
+        self._owner = self._current_owner()
+        return self
+
+    @staticmethod
+    def _current_owner() -> tuple[int, int | None]:
+        info = torch.utils.data.get_worker_info()
+        return (os.getpid(), None if info is None else info.id)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The generator for this process / DataLoader worker (created on first use)."""
+        owner = self._current_owner()
+        if self._rng is None or self._owner != owner:
+            if owner[1] is None:
+                entropy: Any = self.seed
+            else:  # a worker: copies of this object must not all replay the same sequence
+                entropy = [torch.initial_seed() % 2**63]
+                if self.seed is not None:
+                    entropy.append(self.seed)
+            self._rng = np.random.default_rng(entropy)
+            self._owner = owner
+        return self._rng
+
+    def sample_params(self) -> dict[str, float | bool]:
+        """Draw one set of affine parameters (degrees for angles)."""
+        rng = self.rng
+        return {
+            "rotate": float(rng.uniform(-180.0, 180.0)) if self.rotate else 0.0,
+            "scale": float(rng.uniform(*self.scale)) if self.scale is not None else 1.0,
+            "shear": float(
+                np.clip(rng.normal(0.0, self.shear_std_deg), -_MAX_SHEAR_DEG, _MAX_SHEAR_DEG)
+            )
+            if self.shear_std_deg > 0
+            else 0.0,
+            "flip": bool(rng.random() < 0.5) if self.flip else False,
+        }
+
+    # -- transform ----------------------------------------------------------------------------
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        if IMAGE_KEY not in data:
+            raise KeyError(f"TrainAugment needs an '{IMAGE_KEY}' entry, got keys {list(data)}")
+        image = _to_numpy(data[IMAGE_KEY]).astype(np.float32, copy=False)
+        if image.ndim == 2:
+            image = image[None]
+        if image.ndim != 3:
+            raise ValueError(f"image must be (C, H, W), got shape {image.shape}")
+        h, w = image.shape[-2:]
+        mask_keys = [k for k in MASK_KEYS if k in data]
+        masks = []
+        for key in mask_keys:
+            m = _to_numpy(data[key])
+            m = m.reshape(m.shape[-2:]) if m.ndim == 3 and m.shape[0] == 1 else m
+            if m.shape != (h, w):
+                raise ValueError(f"{key} has shape {m.shape}, image is {(h, w)}")
+            masks.append((m > 0.5).astype(np.uint8))
+
+        params = self.sample_params()
+        hwc = np.ascontiguousarray(image.transpose(1, 2, 0))
+        if params["flip"]:
+            hwc = np.ascontiguousarray(hwc[:, ::-1])
+            masks = [np.ascontiguousarray(m[:, ::-1]) for m in masks]
+        affine = A.Affine(
+            scale=(params["scale"], params["scale"]),
+            rotate=(params["rotate"], params["rotate"]),
+            shear={"x": (params["shear"], params["shear"]), "y": (0.0, 0.0)},
+            interpolation=cv2.INTER_LINEAR,
+            mask_interpolation=cv2.INTER_NEAREST,
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=0,
+            fill_mask=0,
+            p=1.0,
+        )
+        out = affine(image=hwc, masks=masks) if masks else affine(image=hwc)
+        hwc = out["image"]
+        masks = list(out.get("masks", []))
+
+        if self.patch_size is not None:
+            fov = masks[mask_keys.index("fov")] if "fov" in mask_keys else None
+            top, left = self._crop_origin(h, w, fov)
+            hwc = _crop(hwc, top, left, self.patch_size)
+            masks = [_crop(m, top, left, self.patch_size) for m in masks]
+
+        result = dict(data)
+        result[IMAGE_KEY] = torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))
+        for key, m in zip(mask_keys, masks, strict=True):
+            result[key] = torch.from_numpy(m[None].astype(np.float32))
+        return result
+
+    def _crop_origin(self, h: int, w: int, fov: np.ndarray | None) -> tuple[int, int]:
+        """Top-left corner of a P x P window whose centre is a random FOV pixel."""
+        p = self.patch_size
+        assert p is not None
+        rng = self.rng
+        if fov is not None and fov.any():
+            ys, xs = np.nonzero(fov)
+            k = int(rng.integers(len(ys)))
+            cy, cx = int(ys[k]), int(xs[k])
+        else:
+            cy, cx = int(rng.integers(h)), int(rng.integers(w))
+        # Keep the window inside the image when it fits; otherwise _crop pads with zeros.
+        top = min(max(cy - p // 2, 0), max(h - p, 0))
+        left = min(max(cx - p // 2, 0), max(w - p, 0))
+        return top, left
+
+
+def _crop(a: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    """(H, W, ...) -> (size, size, ...), zero-padded at bottom/right if the input is smaller."""
+    patch = a[top : top + size, left : left + size]
+    if patch.shape[0] < size or patch.shape[1] < size:
+        padded = np.zeros((size, size, *a.shape[2:]), dtype=a.dtype)
+        padded[: patch.shape[0], : patch.shape[1]] = patch
+        patch = padded
+    return patch
