@@ -28,6 +28,7 @@ from .metrics import (
     in_fov,
     max_f1,
     pr_curve,
+    score_case,
 )
 
 
@@ -107,23 +108,20 @@ def evaluate(model_name: str, cases: list[Case], out: Path, n_samples: int = 100
         ll = log_likelihood(loaded.model, case.image, case.label, device=device)
         ll_total += ll
         pix_total += case.label.size
-        truth = in_fov(case.label, case.fov)
-        prob = in_fov(stats.mean, case.fov)
-        probs.append(prob)
+        sc = score_case(stats.mean, case.label, case.fov, loaded.threshold,
+                        samples=stats.samples, label2=case.label2, std=stats.std)
+        truth = in_fov(case.label, case.fov).astype(bool)
+        probs.append(in_fov(stats.mean, case.fov))
         truths.append(truth)
-        pts = np.array([[s["precision"], s["recall"]] for s in
-                        (binary_scores(in_fov(smp, case.fov), truth) for smp in stats.samples)])
-        sample_pts.append(pts)
-        row = {"id": case.id, "bpd": bpd(ll, case.label.size),
-               "max_f1": max_f1(prob, truth)[0],
-               **{f"{k2}_at_threshold": v for k2, v in
-                  binary_scores(prob >= loaded.threshold, truth).items()},
-               "sample_precision": float(pts[:, 0].mean()),
-               "sample_recall": float(pts[:, 1].mean()),
-               "mean_uncertainty": float(in_fov(stats.std, case.fov).mean()),
+        sample_pts.append(sc["sample_points"])
+        row = {"id": case.id, "bpd": bpd(ll, case.label.size), "max_f1": sc["max_f1"],
+               **{f"{k2}_at_threshold": sc[k2] for k2 in ("precision", "recall", "f1",
+                                                          "accuracy")},
+               "auc_roc": sc["auc_roc"], "sample_precision": sc["sample_precision"],
+               "sample_recall": sc["sample_recall"], "mean_uncertainty": sc["mean_uncertainty"],
                "fov_detected": case.fov_detected, "seconds": round(time.time() - t, 2)}
-        if case.label2 is not None:
-            h = binary_scores(in_fov(case.label2, case.fov), truth)
+        if sc["human"] is not None:
+            h = sc["human"]
             human_pts.append([h["precision"], h["recall"]])
             human_pred.append(in_fov(case.label2, case.fov))
             human_truth.append(truth)
