@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,9 +30,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from vesselflow import __version__
+from vesselflow import __version__, inference
 from vesselflow.data.errors import ImageReadError
-from vesselflow.evaluation.metrics import mean_uncertainty
 from vesselflow.models.io import SHIPPED, WEIGHTS_DIR, LoadedModel, load_model, resolve_model
 from vesselflow.visualize import (
     colorize,
@@ -54,7 +52,6 @@ DEFAULT_MODELS = {
     "Factored baseline (factored-drive)": "factored-drive",
 }
 MAX_PIXELS = 40_000_000  # ~6300 x 6300: far above any fundus camera, far below memory trouble
-MAX_ANALYSIS_PIXELS = 16_000_000  # refuse a rescale that would enlarge an image beyond this
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif", "dcm", "nii", "gz"]
 SAMPLE_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128)
 BATCH_SIZE = 4  # samples per batch: the mean map on screen is refreshed after each batch
@@ -222,86 +219,22 @@ def sampling_controls() -> SamplingParams:
     return SamplingParams(int(n), float(temperature), int(seed), bool(rescale))
 
 
-@dataclass
-class Segmentation:
-    """Result of :func:`segment_image`, at the analysis scale (DRIVE's, when rescaled).
-
-    Attributes:
-        image: (h, w, 3) float32 image the model saw; fov: (h, w) bool field of view.
-        mean: vessel probability (mean of samples); std: per-pixel uncertainty (sample std).
-        samples: (k, h, w) bool individual samples, or None.
-        scale: how the original image was resized (``restore_size`` maps results back).
-        fov_source: "given" or "detected"; seconds: sampling time.
-    """
-
-    image: np.ndarray
-    fov: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    samples: np.ndarray | None
-    n: int
-    scale: Any  # vesselflow.data.scale.ScaleInfo
-    fov_source: str
-    seconds: float
-
-    @property
-    def mean_uncertainty(self) -> float:
-        return mean_uncertainty(self.std, self.fov)
-
-    def original(self, map_2d: np.ndarray, order: int = 1) -> np.ndarray:
-        """A map at the analysis scale resized back to the uploaded image's size."""
-        from vesselflow.data.scale import restore_size
-
-        return restore_size(map_2d, self.scale, order=order)
-
-    def mask(self, threshold: float) -> np.ndarray:
-        """Binary vessel mask at the analysis scale: mean >= threshold, inside the FOV."""
-        return (self.mean >= threshold) & self.fov
+Segmentation = inference.Segmentation
 
 
 def segment_image(model: Any, image: np.ndarray, params: SamplingParams, keep: int = 0,
                   fov: np.ndarray | None = None, device: str = "cpu",
                   callback: Callable[[int, np.ndarray], None] | None = None) -> Segmentation:
-    """Detect the FOV (unless given), bring the image to DRIVE's scale, sample, summarise.
-
-    Pure library calls (no Streamlit), so it can move to ``vesselflow.inference`` as is.
-    """
-    from vesselflow.data.fov import detect_fov
-    from vesselflow.data.scale import (
-        DRIVE_FOV_DIAMETER,
-        ScaleInfo,
-        fov_diameter,
-        rescale_to_drive,
-    )
-    from vesselflow.inference import sample_stats
-
-    fov_source = "given" if fov is not None else "detected"
-    if fov is None:
-        fov = detect_fov(image)
-    if not fov.any():
-        raise AppError("The field of view is empty: no part of the image can be analysed.")
-    if params.rescale:
-        # Checked before resizing: a tiny (e.g. uploaded) FOV must not blow the image up.
-        h, w = fov.shape
-        factor = DRIVE_FOV_DIAMETER / fov_diameter(fov)
-        if h * w * factor**2 > MAX_ANALYSIS_PIXELS:
-            raise AppError(
-                f"The {fov_source} field of view is only {DRIVE_FOV_DIAMETER / factor:.0f} px "
-                f"across; bringing it to DRIVE's scale would enlarge the image to "
-                f"{w * factor:.0f}×{h * factor:.0f} px. Is this a fundus photograph with a "
-                "visible field of view? (To analyse it as it is, turn off *Match DRIVE's "
-                "scale* under Advanced in the sidebar.)")
-        x, fov_x, info = rescale_to_drive(image, fov)
-    else:
-        shape = tuple(fov.shape)
-        x, fov_x, info = image, fov, ScaleInfo(shape, shape, 1.0, fov_diameter(fov))
-    t0 = time.perf_counter()
-    stats = sample_stats(model, x, n=params.n, temperature=params.temperature,
-                         batch_size=BATCH_SIZE, seed=params.seed, keep=keep, device=device,
-                         callback=callback)
-    return Segmentation(np.asarray(x, dtype=np.float32), fov_x, stats.mean, stats.std,
-                        stats.samples, stats.n, info, fov_source,
-                        round(time.perf_counter() - t0, 2))
+    """:func:`vesselflow.inference.segment_image` with the app's settings and wording."""
+    try:
+        return inference.segment_image(
+            model, image, n=params.n, temperature=params.temperature, seed=params.seed,
+            batch_size=BATCH_SIZE, keep=keep, fov=fov, rescale=params.rescale, device=device,
+            callback=callback)
+    except inference.AnalysisError as exc:
+        hint = (" (To analyse it as it is, turn off *Match DRIVE's scale* under Advanced in "
+                "the sidebar.)" if "enlarge" in str(exc) else "")
+        raise AppError(str(exc).split(": ", 1)[-1] + hint) from exc
 
 
 @st.cache_data(max_entries=12, show_spinner=False)

@@ -112,3 +112,21 @@ def test_config_rejects_unknown_keys(tmp_path) -> None:
     save_model(_perturbed("factored"), tmp_path / "f")
     cfg = json.loads((tmp_path / "f" / "config.json").read_text())
     assert cfg["model"]["kind"] == "factored" and len(cfg["meta"]["sha256"]) == 64
+
+
+def test_segment_image_rescales_and_guards_the_fov() -> None:
+    from vesselflow.data.synthetic import synthetic_fundus
+    from vesselflow.inference import AnalysisError, segment_image
+
+    m = _perturbed("cnf")
+    d = synthetic_fundus((160, 200), seed=0)
+    r = segment_image(m, d["image"], n=2, batch_size=2, keep=1, name="tiny.png")
+    assert r.mean.shape == r.fov.shape == r.image.shape[:2] and r.samples.shape[0] == 1
+    assert r.original(r.mean).shape == (160, 200) and r.fov_source == "detected"
+    assert 0 <= r.mean_uncertainty <= 0.5
+    small_fov = np.zeros((160, 200), bool)
+    small_fov[80:84, 100:104] = True
+    with pytest.raises(AnalysisError, match=r"tiny\.png: .*enlarge"):
+        segment_image(m, d["image"], n=1, fov=small_fov, name="tiny.png")
+    with pytest.raises(AnalysisError, match="empty"):
+        segment_image(m, d["image"], n=1, fov=np.zeros((160, 200), bool), name="tiny.png")

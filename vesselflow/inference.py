@@ -12,6 +12,7 @@ import ctypes
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -169,3 +170,96 @@ def log_likelihood(model: VesselModel, image: np.ndarray | Tensor, label: np.nda
 def bpd(log_lik: float, n_pixels: int) -> float:
     """Bits per dimension of a log-likelihood in nats over ``n_pixels`` binary pixels."""
     return -log_lik / (n_pixels * math.log(2))
+
+
+MAX_ANALYSIS_PIXELS = 16_000_000
+"""Largest image (pixels) a rescale to DRIVE's scale may produce; beyond it the FOV is suspect."""
+
+
+class AnalysisError(ValueError):
+    """An image that cannot be analysed as asked (empty FOV, absurd enlargement)."""
+
+
+@dataclass
+class Segmentation:
+    """Result of :func:`segment_image`, at the analysis scale (DRIVE's, when rescaled).
+
+    Attributes:
+        image: (h, w, 3) float32 image the model saw; fov: (h, w) bool field of view.
+        mean: vessel probability (mean of samples); std: per-pixel uncertainty (sample std).
+        samples: (k, h, w) bool individual samples, or None.
+        scale: how the original image was resized (``restore_size`` maps results back).
+        fov_source: "given" or "detected"; seconds: sampling time.
+    """
+
+    image: np.ndarray
+    fov: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    samples: np.ndarray | None
+    n: int
+    scale: object  # vesselflow.data.scale.ScaleInfo
+    fov_source: str
+    seconds: float
+
+    @property
+    def mean_uncertainty(self) -> float:
+        """Mean sample std inside the FOV: one number per image (flags expert review)."""
+        values = self.std[self.fov]
+        return float(values.mean()) if values.size else float("nan")
+
+    def original(self, map_2d: np.ndarray, order: int = 1) -> np.ndarray:
+        """A map at the analysis scale resized back to the input image's size."""
+        from .data.scale import restore_size
+
+        return restore_size(map_2d, self.scale, order=order)
+
+    def mask(self, threshold: float) -> np.ndarray:
+        """Binary vessel mask at the analysis scale: mean >= threshold, inside the FOV."""
+        return (self.mean >= threshold) & self.fov
+
+
+def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
+                  temperature: float = 1.0, seed: int | None = 0, batch_size: int = 8,
+                  keep: int = 0, fov: np.ndarray | None = None, rescale: bool = True,
+                  device: str = "cpu", name: str = "image",
+                  callback: Callable[[int, np.ndarray], None] | None = None) -> Segmentation:
+    """Detect the FOV (unless given), bring the image to DRIVE's scale, sample, summarise.
+
+    The one analysis path of ``vesselflow segment`` and the app. Images whose FOV diameter
+    differs from DRIVE's are resized so it matches (the models learned vessel widths at that
+    scale); :func:`vesselflow.data.scale.restore_size` maps the maps back.
+
+    Raises:
+        AnalysisError: naming ``name``, for an empty FOV or a rescale beyond
+            :data:`MAX_ANALYSIS_PIXELS` (a tiny detected FOV usually means no fundus at all).
+    """
+    from .data.fov import detect_fov
+    from .data.scale import DRIVE_FOV_DIAMETER, ScaleInfo, fov_diameter, rescale_to_drive
+
+    fov_source = "given" if fov is not None else "detected"
+    if fov is None:
+        fov = detect_fov(image)
+    if not fov.any():
+        raise AnalysisError(f"{name}: the field of view is empty: no part of the image can be "
+                            f"analysed")
+    if rescale:
+        # Checked before resizing: a tiny FOV must not blow the image up in memory.
+        h, w = fov.shape
+        factor = DRIVE_FOV_DIAMETER / fov_diameter(fov)
+        if h * w * factor**2 > MAX_ANALYSIS_PIXELS:
+            raise AnalysisError(
+                f"{name}: the {fov_source} field of view is only "
+                f"{DRIVE_FOV_DIAMETER / factor:.0f} px across; bringing it to DRIVE's scale "
+                f"would enlarge the image to {w * factor:.0f}x{h * factor:.0f} px. Is this a "
+                f"fundus photograph with a visible field of view?")
+        x, fov_x, info = rescale_to_drive(image, fov)
+    else:
+        shape = tuple(fov.shape)
+        x, fov_x, info = image, fov, ScaleInfo(shape, shape, 1.0, fov_diameter(fov))
+    t0 = time.perf_counter()
+    stats = sample_stats(model, x, n=n, temperature=temperature, batch_size=batch_size,
+                         seed=seed, keep=keep, device=device, callback=callback)
+    return Segmentation(np.asarray(x, dtype=np.float32), fov_x, stats.mean, stats.std,
+                        stats.samples, stats.n, info, fov_source,
+                        round(time.perf_counter() - t0, 2))

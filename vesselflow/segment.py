@@ -72,9 +72,6 @@ STATE_DIR = ".vesselflow"
 RUN_FILES = ("run.json", "metrics.csv")
 METRIC_FIELDS = ("id", "input", "status", "vessel_density", "mean_uncertainty", "seconds",
                  "height", "width", "scale_factor", "error")
-OVERLAY_COLOR = (40, 255, 90)  # green reads well on the red-orange fundus
-OVERLAY_ALPHA = 0.6
-MAX_SCALED_PIXELS = 16_000_000  # refuse a rescale that would blow an image up beyond this
 
 
 class SegmentError(ValueError):
@@ -460,8 +457,8 @@ def _segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
 
     from .data.fov import detect_fov
     from .data.io import read_image
-    from .data.scale import DRIVE_FOV_DIAMETER, fov_diameter, rescale_to_drive, restore_size
-    from .inference import sample_stats
+    from .inference import segment_image
+    from .visualize import overlay
 
     t0 = time.perf_counter()
     digest = _sha256(item.path) if item.path.is_file() else ""
@@ -469,23 +466,15 @@ def _segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     h, w = image.shape[:2]
     if min(h, w) < 8:
         raise ValueError(f"{item.path}: image is {w}x{h} pixels, too small to segment")
-    fov = detect_fov(image)  # (H, W) bool
-    # Checked before resizing: a mis-detected tiny FOV must not blow the image up in memory.
-    factor = DRIVE_FOV_DIAMETER / fov_diameter(fov)
-    if h * w * factor**2 > MAX_SCALED_PIXELS:
-        raise ValueError(f"{item.path}: the detected field of view is only "
-                         f"{DRIVE_FOV_DIAMETER / factor:.0f} px across; bringing it to DRIVE's "
-                         f"scale would blow the image up to {w * factor:.0f}x{h * factor:.0f} "
-                         f"px. Is this a fundus photograph with a visible field of view?")
-    scaled, _, info = rescale_to_drive(image, fov)
-    t_sample = time.perf_counter()
-    stats = sample_stats(loaded.model, scaled, n=samples, temperature=temperature,
-                         batch_size=batch_size, seed=image_seed(seed, item.id),
-                         keep=samples if save_samples else 0, device=device,
-                         callback=(lambda done, _m: on_batch(done)) if on_batch else None)
-    t_sample = time.perf_counter() - t_sample
-    prob = np.clip(restore_size(stats.mean, info, order=1), 0.0, 1.0).astype(np.float32)
-    std = np.clip(restore_size(stats.std, info, order=1), 0.0, 0.5).astype(np.float32)
+    fov = detect_fov(image)  # (H, W) bool, at the input's size
+    result = segment_image(loaded.model, image, n=samples, temperature=temperature,
+                           seed=image_seed(seed, item.id), batch_size=batch_size,
+                           keep=samples if save_samples else 0, fov=fov, device=device,
+                           name=str(item.path),
+                           callback=(lambda done, _m: on_batch(done)) if on_batch else None)
+    info, t_sample = result.scale, result.seconds
+    prob = np.clip(result.original(result.mean), 0.0, 1.0).astype(np.float32)
+    std = np.clip(result.original(result.std), 0.0, 0.5).astype(np.float32)
     mask = (prob >= threshold) & fov  # (H, W) bool; outside the FOV is never vessel
 
     with _atomic(out / f"{item.id}_prob.tif") as tmp:
@@ -494,15 +483,10 @@ def _segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     _write_png(out / f"{item.id}_mask.png", mask.astype(np.uint8) * 255)
     _write_png(out / f"{item.id}_uncertainty.png",
                np.round(std * 510).clip(0, 255).astype(np.uint8))
-    rgb = np.round(image * 255).astype(np.uint8)  # (H, W, 3)
-    color = np.asarray(OVERLAY_COLOR, dtype=np.float32)
-    rgb[mask] = np.round((1 - OVERLAY_ALPHA) * rgb[mask] + OVERLAY_ALPHA * color).astype(
-        np.uint8)
-    _write_png(out / f"{item.id}_overlay.png", rgb)
-    del rgb
+    _write_png(out / f"{item.id}_overlay.png", overlay(image, mask))
     _write_png(out / f"{item.id}_fov.png", fov.astype(np.uint8) * 255)
-    if save_samples and stats.samples is not None:
-        _write_samples(out / f"{item.id}{SAMPLES_SUFFIX}", stats.samples, info)
+    if save_samples and result.samples is not None:
+        _write_samples(out / f"{item.id}{SAMPLES_SUFFIX}", result.samples, info)
 
     fov_px = int(fov.sum())
     record = {
@@ -513,7 +497,7 @@ def _segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
         "seconds": round(time.perf_counter() - t0, 3),
         "sampling_seconds": round(t_sample, 3), "height": h, "width": w,
         "scale_factor": round(info.factor, 4), "fov_diameter": round(info.fov_diameter, 1),
-        "seed": image_seed(seed, item.id), "samples": stats.n,
+        "seed": image_seed(seed, item.id), "samples": result.n,
         "outputs": output_names(item.id, save_samples), "finished": _now(),
     }
     # Written last: its presence means every output above is complete (--continue).
