@@ -130,3 +130,27 @@ def test_segment_image_rescales_and_guards_the_fov() -> None:
         segment_image(m, d["image"], n=1, fov=small_fov, name="tiny.png")
     with pytest.raises(AnalysisError, match="empty"):
         segment_image(m, d["image"], n=1, fov=np.zeros((160, 200), bool), name="tiny.png")
+
+
+def test_dequantization_bound_is_below_the_exact_likelihood() -> None:
+    """At initialisation the vessel flow is exactly N(0, I) (zero-initialised couplings and
+    priors, orthogonal 1x1 convolutions), so P(y | x) = prod_i Phi(+-0.5) in closed form. For
+    ANY dequantizer q the variational bound must stay below it."""
+    torch.manual_seed(0)
+    m = build_model(VesselConfig(kind="cnf", **TINY)).eval()
+    with torch.no_grad():  # an arbitrary q: perturb only the dequantizer and its context net
+        for p in [*m.dequantizer.parameters(), *m.deq_context.parameters()]:
+            p.add_(0.3 * torch.randn_like(p))
+    y = (torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(1)) > 0.7).float()
+    x = torch.rand(1, 3, 8, 8)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    # log P(v_i > 0.5) for vessels, log P(v_i < 0.5) for background, v ~ N(0, 1).
+    exact = (y * torch.log1p(-normal.cdf(torch.tensor(0.5)))
+             + (1 - y) * torch.log(normal.cdf(torch.tensor(0.5)))).sum()
+    with torch.no_grad():
+        v = torch.randn(5, 1, 8, 8)  # the flow really is the standard normal:
+        torch.testing.assert_close(m.flow.log_prob(v, m.features(x)),
+                                   normal.log_prob(v).flatten(1).sum(1), atol=1e-4, rtol=1e-5)
+        bounds = m.log_likelihood(x.expand(400, -1, -1, -1), y.expand(400, -1, -1, -1))
+    mean, sem = bounds.mean(), bounds.std() / 20
+    assert mean <= exact + 3 * sem, (float(mean), float(exact))
