@@ -136,7 +136,7 @@ def evaluate(model_name: str, cases: list[Case], out: Path, n_samples: int = 100
                   f"{row['max_f1']:.4f}, {row['seconds']:.1f} s", flush=True)
 
     prob_all, truth_all = np.concatenate(probs), np.concatenate(truths)
-    curve = pr_curve(prob_all, truth_all)
+    curve = thin_curve(pr_curve(prob_all, truth_all))
     best_f1, best_thr = max_f1(prob_all, truth_all)
     at_thr = binary_scores(prob_all >= loaded.threshold, truth_all)
     ece, table = expected_calibration_error(prob_all, truth_all)
@@ -176,6 +176,23 @@ def evaluate(model_name: str, cases: list[Case], out: Path, n_samples: int = 100
                            out / "figures" / "sample_scatter.png")
     figures.reliability_figure(table, ece, out / "figures" / "reliability.png")
     return metrics
+
+
+def thin_curve(curve: dict[str, np.ndarray], max_points: int = 2000) -> dict[str, np.ndarray]:
+    """At most ``max_points`` points of a PR curve (ends and the max-F1 point kept).
+
+    A continuous probability map has one threshold per pixel (millions); a figure or a stored
+    curve needs a few thousand.
+    """
+    n = len(curve["thresholds"])
+    if n <= max_points:
+        return curve
+    keep = np.unique(np.concatenate([np.linspace(0, n - 1, max_points).round().astype(int),
+                                     [int(np.argmax(curve["f1"][:-1]))]]))
+    out = {k: curve[k][keep] for k in ("thresholds",)}
+    for k in ("precision", "recall", "f1"):  # these have one more entry (the (1, 0) end)
+        out[k] = np.concatenate([curve[k][keep], curve[k][-1:]])
+    return out
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
