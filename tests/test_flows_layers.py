@@ -19,7 +19,15 @@ from torch import Tensor, nn
 from vesselflow import flows
 from vesselflow.flows import LAYER_REGISTRY
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """float64 for this module only: a module-level switch would leak into every other test
+    (pytest imports all test modules before running any)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 @dataclass
