@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_flow.py
+	$(VENV)/bin/vesselflow bench --drive ../shared/data/DRIVE
 
 clean-venv:
 	rm -rf $(VENV)

@@ -34,15 +34,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--name", required=True)
-    ap.add_argument("--eval", type=Path, required=True, help="vesselflow evaluate output")
+    ap.add_argument("--eval", type=Path, default=None,
+                    help="vesselflow evaluate output of these weights (adds test metrics)")
     ap.add_argument("--drive", type=Path, default=Path("../shared/data/DRIVE"))
     a = ap.parse_args()
 
     loaded = load_model(a.run / "best")
     run_cfg = json.loads((a.run / "config.json").read_text())
     summary = json.loads((a.run / "summary.json").read_text())
-    test = json.loads((a.eval / "metrics.json").read_text())
-    if test["model"]["sha256"] != loaded.sha256:
+    test = json.loads((a.eval / "metrics.json").read_text()) if a.eval else None
+    if test and test["model"]["sha256"] != loaded.sha256:
         raise SystemExit(f"{a.eval} evaluated other weights than {a.run / 'best'}")
 
     from vesselflow.data.drive import DriveDataset
@@ -59,7 +60,7 @@ def main() -> None:
         "name": a.name,
         "uncertainty_reference": uncertainty_reference(per_image),
         "val_mean_uncertainty": per_image,
-        "test_metrics": {k: test[k] for k in TEST_KEYS if k in test},
+        "test_metrics": {k: test[k] for k in TEST_KEYS if k in test} if test else None,
         "training": {"command": run_cfg.get("command"), "options": run_cfg.get("train"),
                      "steps": summary.get("steps"), "wall_minutes": summary.get("wall_minutes"),
                      "device": run_cfg.get("device"), "environment": run_cfg.get("environment"),
@@ -71,13 +72,15 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     digest = save_model(loaded.model, tmp, meta)
     t = meta["test_metrics"]
+    results = (f"- DRIVE test ({t['n_images']} images, {t['n_samples']} samples): bpd "
+               f"{t['bpd']:.4f}, max F1 {t['max_f1']:.4f}, F1 at threshold {t['f1']:.4f}, "
+               f"AUC {t['auc_roc']:.4f}\n") if t else "- DRIVE test: not evaluated yet\n"
     (tmp / "MODEL_CARD.md").write_text(
         f"# {a.name}\n\nvesselflow {loaded.config.kind} model for retinal vessel segmentation, "
         f"trained on DRIVE's training split. Research use only, not for diagnosis.\n\n"
         f"- sha256 of model.safetensors: `{digest}`\n"
         f"- a-priori threshold (DRIVE validation): {meta.get('threshold', 0.5):.4f}\n"
-        f"- DRIVE test ({t['n_images']} images, {t['n_samples']} samples): bpd {t['bpd']:.4f}, "
-        f"max F1 {t['max_f1']:.4f}, F1 at threshold {t['f1']:.4f}, AUC {t['auc_roc']:.4f}\n"
+        f"{results}"
         f"- trained with `{meta['training']['command']}` for {summary.get('steps')} steps, "
         f"{summary.get('wall_minutes')} min on {run_cfg.get('device')} "
         f"({run_cfg.get('environment', {}).get('cpus')} CPUs)\n"
