@@ -90,6 +90,25 @@ def build() -> str:
                              f"{run['samples_per_s']:.1f} | {run['peak_rss_mb']:.0f} MB |")
         lines.append(f"\nLoad average during the run: {bench['load_average_before'][0]}; "
                      f"`vesselflow --help` starts in {bench['cli_help_seconds']} s.")
+    flow = _load(ROOT / "benchmarks" / "results" / "bench_flow.json")
+    if flow:
+        ts = flow["train_step_s"]
+        sp = flow["samples_per_s"]
+        lines += ["", "### Flow core (`python benchmarks/bench_flow.py`)", "",
+                  f"Vessel CNF ({flow['parameters'] / 1e6:.2f}M parameters, "
+                  f"{flow['threads']} threads), training step at batch 8 and sampling of a "
+                  f"584x568 map:", "", "| measure | NCHW | channels_last |", "|---|---|---|"]
+        for patch in (64, 128):
+            lines.append(f"| train step {patch}x{patch} | "
+                         f"{ts[f'{patch}px_batch8_nchw'] * 1e3:.0f} ms | "
+                         f"{ts[f'{patch}px_batch8_channels_last'] * 1e3:.0f} ms |")
+        lines.append(f"| samples/s (584x568) | {sp['nchw']:.2f} | {sp['channels_last']:.2f} |")
+        lines.append(f"\nPeak resident memory of the benchmark: {flow['peak_rss_mb']:.0f} MB.")
+    if (ROOT / "docs" / "segment.png").exists():
+        lines += ["", "### The app", "", "Segment page on DRIVE test image 01 with the shipped "
+                  "CNF (screenshot taken by `VESSELFLOW_APP_REAL=1 VESSELFLOW_SCREENSHOT="
+                  "docs/segment.png pytest -m browser tests/test_app_browser.py`):", "",
+                  "![Segment page](docs/segment.png)"]
     return "\n".join(lines)
 
 
