@@ -205,8 +205,9 @@ class Segmentation:
     @property
     def mean_uncertainty(self) -> float:
         """Mean sample std inside the FOV: one number per image (flags expert review)."""
-        values = self.std[self.fov]
-        return float(values.mean()) if values.size else float("nan")
+        from .evaluation.metrics import mean_uncertainty
+
+        return mean_uncertainty(self.std, self.fov)
 
     def original(self, map_2d: np.ndarray, order: int = 1) -> np.ndarray:
         """A map at the analysis scale resized back to the input image's size."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +13,18 @@ from ..evaluation.metrics import binary_scores, in_fov, max_f1
 from ..inference import bpd, log_likelihood, sample_stats
 
 
-def _val_items(drive: Path) -> list[dict[str, Any]]:
+@functools.cache
+def _val_items(drive: Path) -> tuple[dict[str, Any], ...]:
+    """The validation images, decoded once per process (validation runs many times)."""
     from ..data.drive import DriveDataset
 
     data = DriveDataset(drive, "val")
-    return [data[i] for i in range(len(data))]
+    return tuple(data[i] for i in range(len(data)))
 
 
 def _maps(model, drive, device, n_samples, seed):
     probs, truths, lls, pixels = [], [], [], 0
-    for item in _val_items(drive):
+    for item in _val_items(Path(drive).resolve()):
         image, label = item["image"], item["label"][0]
         fov = item["fov"][0].bool().numpy()
         stats = sample_stats(model, image, n=n_samples, seed=seed, device=device)
