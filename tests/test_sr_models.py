@@ -100,8 +100,9 @@ def test_uniform_bound_equals_hand_computation_for_known_density(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Untrained, in eval mode, the flow is a Gaussian: actnorm (not yet data-initialised) and
     # couplings are identities, 1x1 convs are rotations, priors N(0, 1) (zero-initialised
-    # heads). So log p_flow(t) = sum log N(t; 0, 1) with t = (y + u) / 256 - 1/2.
-    model = SRFlow(TINY).double().eval()
+    # heads). So log p_flow(t) = sum log N(t; 0, 1) with t = (y + u) / 256 - 1/2 (the
+    # constant shift; the bicubic residual is checked in test_residual_shift_keeps_likelihood).
+    model = SRFlow(SRConfig(**{**TINY.__dict__, "residual": False})).double().eval()
     hr, lr = _smooth_pair()
     d = hr[0].numel()
     monkeypatch.setattr(model, "dequantize",
@@ -249,3 +250,23 @@ def test_benchmark_pairs() -> None:
     assert name == "bridge" and hr.shape[2] == 3 and hr.dtype == np.uint8
     assert hr.shape[0] == 2 * lr.shape[0] and hr.shape[1] == 2 * lr.shape[1]
     np.testing.assert_array_equal(hr[..., 0], hr[..., 2])
+
+
+def test_residual_shift_keeps_likelihood_and_starts_at_bicubic() -> None:
+    """The bicubic residual is a condition-only shift: log-density of the shifted variable,
+    no Jacobian term, and the untrained flow's temperature-0 sample is the bicubic image."""
+    model = SRFlow(TINY).double().eval()
+    hr, lr = _smooth_pair()
+    d = hr[0].numel()
+    fixed = (lambda y, c: (torch.full(y.shape, 0.5, dtype=torch.float64),
+                           torch.zeros(y.shape[0], dtype=torch.float64)))
+    model.dequantize = fixed  # type: ignore[method-assign]
+    base = torch.nn.functional.interpolate(lr.double() / 255, size=hr.shape[-2:],
+                                           mode="bicubic", align_corners=False)
+    t = (hr.double() + 0.5) / 256 - base
+    by_hand = (-0.5 * t**2 - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1) - d * math.log(256)
+    torch.testing.assert_close(model.log_prob(hr, lr), by_hand, atol=1e-4, rtol=0)
+    sample = model.predict(lr, temperature=0.0)
+    assert sample.shape == hr.shape and sample.dtype == torch.uint8
+    torch.testing.assert_close(sample.double(), (base * 256).floor().clamp(0, 255), atol=0,
+                               rtol=0)

@@ -115,10 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_parser as _add_bench
     from .data.prepare_cli import add_parser as _add_prepare
     from .segment import add_parser as _add_segment
+    from .sr.cli import add_parser as _add_sr
 
     _add_segment(sub)
     _add_bench(sub)
     _add_prepare(sub)
+    _add_sr(sub)
     return parser
 
 

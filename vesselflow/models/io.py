@@ -38,7 +38,7 @@ class LoadedModel:
         return float(self.meta.get("threshold", 0.5))
 
 
-def save_model(model: VesselModel, folder: str | Path, meta: dict[str, Any] | None = None
+def save_model(model: torch.nn.Module, folder: str | Path, meta: dict[str, Any] | None = None
                ) -> str:
     """Write weights and config atomically; returns the weights' sha256."""
     folder = Path(folder)
@@ -53,10 +53,10 @@ def save_model(model: VesselModel, folder: str | Path, meta: dict[str, Any] | No
     return digest
 
 
-def resolve_model(name_or_path: str | Path) -> Path:
+def resolve_model(name_or_path: str | Path, shipped: tuple[str, ...] = SHIPPED) -> Path:
     """A shipped name, a model folder, or a ``model.safetensors`` file -> the model folder."""
     text = str(name_or_path)
-    if text in SHIPPED:
+    if text in shipped:
         folder = WEIGHTS_DIR / text
         if not (folder / "model.safetensors").exists():
             raise FileNotFoundError(f"shipped model {text!r} is missing from {folder}: the "
@@ -68,25 +68,31 @@ def resolve_model(name_or_path: str | Path) -> Path:
     if path.is_dir() and (path / "best" / "model.safetensors").exists():
         path = path / "best"  # a training run folder: use its best checkpoint
     if not (path / "model.safetensors").exists() or not (path / "config.json").exists():
-        raise FileNotFoundError(f"{text}: not a shipped model ({', '.join(SHIPPED)}) nor a "
+        raise FileNotFoundError(f"{text}: not a shipped model ({', '.join(shipped)}) nor a "
                                 f"folder with model.safetensors and config.json")
     return path
+
+
+def read_checked(folder: Path) -> tuple[dict[str, Any], str, dict[str, torch.Tensor]]:
+    """config.json, the weights' sha256 (checked against the recorded one) and the weights."""
+    cfg = json.loads((folder / "config.json").read_text())
+    digest = sha256_file(folder / "model.safetensors")
+    recorded = cfg.get("meta", {}).get("sha256")
+    if recorded and recorded != digest:
+        raise ValueError(f"{folder / 'model.safetensors'}: sha256 {digest[:12]}... does not "
+                         f"match config.json ({recorded[:12]}...): the file is corrupt")
+    return cfg, digest, load_file(str(folder / "model.safetensors"))
 
 
 def load_model(name_or_path: str | Path, device: str = "cpu") -> LoadedModel:
     """Load a shipped or trained model in eval mode; the sha256 is checked if recorded."""
     folder = resolve_model(name_or_path)
-    cfg = json.loads((folder / "config.json").read_text())
+    cfg, digest, state = read_checked(folder)
     config = VesselConfig.from_dict(cfg["model"])
-    meta = cfg.get("meta", {})
-    digest = sha256_file(folder / "model.safetensors")
-    if meta.get("sha256") and meta["sha256"] != digest:
-        raise ValueError(f"{folder / 'model.safetensors'}: sha256 {digest[:12]}... does not "
-                         f"match config.json ({meta['sha256'][:12]}...): the file is corrupt")
     model = build_model(config)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    model.load_state_dict(state)
     model.eval().to(device)
     if device == "cpu":
         model = model.to(memory_format=torch.channels_last)
     name = str(name_or_path) if str(name_or_path) in SHIPPED else folder.name
-    return LoadedModel(model, config, name, folder, digest, meta)
+    return LoadedModel(model, config, name, folder, digest, cfg.get("meta", {}))

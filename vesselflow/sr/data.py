@@ -90,6 +90,25 @@ class SRBenchmark(Dataset):
         return self.files[i].stem, hr, lr
 
 
+def validation_files(root: str | os.PathLike[str], every: int = 25) -> list[Path]:
+    """The held-out validation images: every ``every``-th BSD200 image (8 of 200).
+
+    Training never sees them; checkpoints are chosen on them, never on a benchmark set.
+    """
+    return list_images(Path(root) / "BSD200")[::every]
+
+
+def center_crop_pair(hr: np.ndarray, lr: np.ndarray, size: int, scale: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aligned central crops: HR (3, size, size) and LR (3, size / s, size / s) uint8."""
+    p = size // scale
+    h, w = lr.shape[:2]
+    i, j = max(0, (h - p) // 2), max(0, (w - p) // 2)
+    lr_c = lr[i : i + p, j : j + p]
+    hr_c = hr[scale * i : scale * (i + p), scale * j : scale * (j + p)]
+    return to_tensor(hr_c), to_tensor(lr_c)
+
+
 class SRPatchDataset(Dataset):
     """Random aligned (HR, LR) training patches with flips and 90-degree rotations.
 
@@ -103,6 +122,7 @@ class SRPatchDataset(Dataset):
         scale: SR factor.
         augment: random horizontal flip and rot90 (the 8 dihedral transforms).
         patches_per_image: how many items each image contributes per epoch.
+        exclude: files left out (the held-out validation images).
 
     Item: ``(hr, lr)`` uint8 tensors (3, P, P) and (3, P / s, P / s). Randomness comes from
     torch's RNG, which DataLoader seeds per worker. Images smaller than a patch are skipped
@@ -111,7 +131,7 @@ class SRPatchDataset(Dataset):
 
     def __init__(self, roots: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                  patch_size: int = 64, scale: int = 2, augment: bool = True,
-                 patches_per_image: int = 1) -> None:
+                 patches_per_image: int = 1, exclude: Sequence[Path] = ()) -> None:
         if patch_size % scale:
             raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}")
         if isinstance(roots, (str, os.PathLike)):
@@ -120,8 +140,11 @@ class SRPatchDataset(Dataset):
         self.patches_per_image = patches_per_image
         self.files: list[Path] = []
         self.skipped: list[Path] = []
+        left_out = {Path(p).resolve() for p in exclude}
         for folder in roots:
             for f in list_images(folder):
+                if f.resolve() in left_out:
+                    continue
                 try:
                     with Image.open(f) as im:
                         w, h = im.size

@@ -53,9 +53,15 @@ class SRConfig:
         clamp: soft clamp of the flow's affine log-scales.
         dequantization: "uniform" or "variational" (Flow++), SRFlow only.
         deq_steps, deq_hidden: the variational dequantizer's 1-level flow and its context width.
+        kind: "cnf" (:class:`SRFlow`) or "factored" (:class:`SRFactored`).
         n_mix: logistic mixture components per channel, SRFactored only.
+        residual: SRFlow models the HR image minus the bicubically upsampled LR image. The
+            shift depends only on the condition, so its Jacobian is 1 and the likelihood is
+            unchanged; it makes the untrained flow's temperature-0 sample the bicubic image,
+            so training spends its steps on detail instead of on reproducing colours.
     """
 
+    kind: str = "cnf"
     scale: int = 2
     features: int = 64
     blocks: int = 8
@@ -68,8 +74,11 @@ class SRConfig:
     deq_steps: int = 4
     deq_hidden: int = 32
     n_mix: int = 10
+    residual: bool = True
 
     def __post_init__(self) -> None:
+        if self.kind not in ("cnf", "factored"):
+            raise ValueError(f"kind must be 'cnf' or 'factored', got {self.kind!r}")
         if self.dequantization not in ("uniform", "variational"):
             raise ValueError(f"dequantization must be 'uniform' or 'variational', got "
                              f"{self.dequantization!r}")
@@ -120,6 +129,15 @@ class _SRBase(nn.Module):
         """Mean bits/dim over the batch and a dict of metrics (floats) for logging."""
         bpd = self.bpd(hr, lr).mean()
         return bpd, {"bpd": float(bpd.detach())}
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Training objective of a batch ``{"hr", "lr"}`` (forward is the loss, for DDP)."""
+        return self.loss(batch["hr"], batch["lr"])
+
+    def predict(self, lr: Tensor, temperature: float = 0.0,
+                generator: torch.Generator | None = None) -> Tensor:
+        """One SR image per LR image at ``temperature``: (N, 3, s h, s w) uint8."""
+        return self.sample(lr, 1, temperature, generator)[:, 0]
 
 
 class SRFlow(_SRBase):
@@ -204,6 +222,13 @@ class SRFlow(_SRBase):
         eps, ladj_inv = self.deq_flow.inverse(F.pixel_shuffle(z_top, 2), [c])
         return eps, log_prior - ladj_inv
 
+    def _base(self, lr: Tensor, size: tuple[int, int] | torch.Size) -> Tensor | float:
+        """The condition-only shift of the flow's input: bicubic(LR) on [0, 1], or 1/2."""
+        if not self.config.residual:
+            return 0.5
+        return F.interpolate(_as_float_image(lr) / 255.0, size=tuple(size), mode="bicubic",
+                             align_corners=False)
+
     # -- likelihood -----------------------------------------------------------------------
     def log_prob_parts(self, hr: Tensor, lr: Tensor) -> dict[str, Tensor]:
         """Per-image terms (each (N,), nats): flow log-density, dequantizer entropy term."""
@@ -211,7 +236,7 @@ class SRFlow(_SRBase):
         self.flow.check_size(*hr.shape[-2:])
         contexts = self.contexts(lr)
         u, log_q = self.dequantize(hr, contexts)
-        x = (_as_float_image(hr) + u) / 256.0 - 0.5
+        x = (_as_float_image(hr) + u) / 256.0 - self._base(lr, hr.shape[-2:])
         log_p = self.flow.log_prob(x, contexts)
         d = hr[0].numel()
         return {"log_p": log_p - d * _LOG_256, "log_q": log_q}
@@ -219,7 +244,8 @@ class SRFlow(_SRBase):
     def log_prob(self, hr: Tensor, lr: Tensor) -> Tensor:
         """Single-sample estimate of the dequantization lower bound on log P(hr | lr), (N,).
 
-        ``log p_flow((hr + u) / 256 - 1/2) - D log 256 - log q(u)`` in nats, D = 3 H W.
+        ``log p_flow((hr + u) / 256 - base(lr)) - D log 256 - log q(u)`` in nats, D = 3 H W,
+        with base the bicubic upsampling of LR (``residual``) or 1/2.
         """
         parts = self.log_prob_parts(hr, lr)
         return parts["log_p"] - parts["log_q"]
@@ -242,7 +268,7 @@ class SRFlow(_SRBase):
         """Draw n SR images per LR image: (N, n, 3, s h, s w) uint8.
 
         LR sizes the flow cannot take (HR not divisible by 2^L) are padded by edge replication
-        and the result cropped back. Samples map back with ``floor((x + 1/2) * 256)``.
+        and the result cropped back. Samples map back with ``floor((x + base) * 256)``.
         """
         s = self.config.scale
         m = max(1, 2**self.config.levels // s)
@@ -252,8 +278,10 @@ class SRFlow(_SRBase):
         if ph or pw:
             lr_f = F.pad(lr_f, (0, pw, 0, ph), mode="replicate")
         x = self.flow.sample(self.contexts(lr_f), n, temperature, generator=generator)
+        base = self._base(lr_f, x.shape[-2:])
+        x = x + (base.unsqueeze(1) if isinstance(base, Tensor) else base)
         x = x[..., : h * s, : w * s]
-        return torch.floor((x + 0.5) * 256.0).clamp(0, 255).to(torch.uint8)
+        return torch.floor(x * 256.0).clamp(0, 255).to(torch.uint8)
 
 
 def sigmoid_ladj(eps: Tensor) -> Tensor:
@@ -317,6 +345,15 @@ class SRFactored(_SRBase):
         return torch.stack(draws, dim=1).to(torch.uint8)
 
     @torch.no_grad()
+    def predict(self, lr: Tensor, temperature: float = 0.0,
+                generator: torch.Generator | None = None) -> Tensor:
+        """One SR image per LR image: the rounded mixture mean at temperature 0 (the
+        factored model's best point estimate), else a sample. (N, 3, s h, s w) uint8."""
+        if temperature == 0:
+            return self.mean(lr).round().clamp(0, 255).to(torch.uint8)
+        return self.sample(lr, 1, temperature, generator)[:, 0]
+
+    @torch.no_grad()
     def mode(self, lr: Tensor) -> Tensor:
         """Per-sub-pixel most probable value: (N, 3, s h, s w) uint8."""
         return discretized_logistic_mixture_mode(self.params(lr), self.config.n_mix).to(
@@ -326,3 +363,11 @@ class SRFactored(_SRBase):
     def mean(self, lr: Tensor) -> Tensor:
         """Per-sub-pixel expected value (MSE-optimal): (N, 3, s h, s w) float on 0..255."""
         return discretized_logistic_mixture_mean(self.params(lr), self.config.n_mix)
+
+
+SRModel = SRFlow | SRFactored
+
+
+def build_sr_model(config: SRConfig) -> SRModel:
+    """The model named by ``config.kind``."""
+    return SRFlow(config) if config.kind == "cnf" else SRFactored(config)

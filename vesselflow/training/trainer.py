@@ -18,9 +18,10 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,11 +34,10 @@ from .validation import choose_threshold, validate
 
 
 @dataclass
-class TrainOptions:
-    """Options of one training run (``vesselflow train --help`` documents each)."""
+class LoopOptions:
+    """Options every training run shares (``vesselflow train --help`` documents each)."""
 
     model: str
-    drive: Path
     out: Path
     patch_size: int = 128
     batch_size: int = 8
@@ -52,14 +52,42 @@ class TrainOptions:
     val_every: int = 500
     ckpt_every: int = 200
     log_every: int = 50
-    val_samples: int = 4
     max_bad_steps: int = 25
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["drive"], d["out"] = str(self.drive), str(self.out)
-        return d
+        return {k: str(v) if isinstance(v, Path) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class TrainOptions(LoopOptions):
+    """Options of a vessel training run: the common ones plus the DRIVE folder."""
+
+    drive: Path = field(kw_only=True)
+    val_samples: int = 4
+
+
+class TrainTask(Protocol):
+    """What :func:`fit` needs to know about a model family (vessels, super-resolution)."""
+
+    def config(self, saved: dict[str, Any] | None) -> Any:
+        """The model config: from ``saved`` (a resumed run's config.json) or the options."""
+
+    def build(self, config: Any) -> torch.nn.Module:
+        """A fresh model whose ``forward(batch)`` returns ``(loss, metrics)``."""
+
+    def batches(self, rank: int, start_step: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Endless training batches, seeded by rank and resume point."""
+
+    def validate(self, core: torch.nn.Module, device: str) -> dict[str, float]:
+        """Validation metrics; ``bpd`` (lower is better) picks the best checkpoint."""
+
+    def save_best(self, core: torch.nn.Module, folder: Path, meta: dict[str, Any]) -> None:
+        """Write the model in its loadable format."""
+
+    def finalise(self, run: Path, device: str, say: Callable[..., None]) -> dict[str, Any]:
+        """Post-processing of ``run/best`` (e.g. the a-priori threshold); summary entries."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,31 +100,64 @@ def _dist_info() -> tuple[int, int]:
     return rank, world
 
 
-def _lr_at(opts: TrainOptions, step: int, progress: float) -> float:
+def _lr_at(opts: LoopOptions, step: int, progress: float) -> float:
     """Linear warm-up (flows are fragile early), then cosine decay to 10%."""
     warm = min(1.0, (step + 1) / max(1, opts.warmup))
     return opts.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _patches(opts: TrainOptions, rank: int, start_step: int):
-    """Endless stream of augmented training batches (dict of (B, C, P, P) tensors)."""
-    from ..data.augment import TrainAugment
-    from ..data.drive import DriveDataset
+class VesselTask:
+    """DRIVE patches, :mod:`vesselflow.models` and validation on the fixed DRIVE split."""
 
-    data = DriveDataset(opts.drive, "train")
-    items = [data[i] for i in range(len(data))]
-    # Different seed per rank and per resume point: no rank or restart repeats a stream.
-    seed = opts.seed * 1000003 + rank * 7919 + start_step
-    aug = TrainAugment(patch_size=opts.patch_size, seed=seed)
-    rng = np.random.default_rng(seed)
-    while True:
-        picks = rng.integers(0, len(items), size=opts.batch_size)
-        samples = [aug({k: items[i][k] for k in ("image", "label", "fov")}) for i in picks]
-        yield {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in samples[0]}
+    def __init__(self, opts: TrainOptions) -> None:
+        self.opts = opts
+
+    def config(self, saved: dict[str, Any] | None) -> VesselConfig:
+        if saved is not None:
+            return VesselConfig.from_dict(saved)
+        return VesselConfig.from_dict({**VesselConfig(kind=self.opts.model).to_dict(),
+                                       **self.opts.model_overrides, "kind": self.opts.model})
+
+    def build(self, config: VesselConfig) -> torch.nn.Module:
+        return build_model(config)
+
+    def batches(self, rank: int, start_step: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Endless stream of augmented training batches (dict of (B, C, P, P) tensors)."""
+        from ..data.augment import TrainAugment
+        from ..data.drive import DriveDataset
+
+        opts = self.opts
+        data = DriveDataset(opts.drive, "train")
+        items = [data[i] for i in range(len(data))]
+        # Different seed per rank and per resume point: no rank or restart repeats a stream.
+        seed = opts.seed * 1000003 + rank * 7919 + start_step
+        aug = TrainAugment(patch_size=opts.patch_size, seed=seed)
+        rng = np.random.default_rng(seed)
+        while True:
+            picks = rng.integers(0, len(items), size=opts.batch_size)
+            samples = [aug({k: items[i][k] for k in ("image", "label", "fov")}) for i in picks]
+            yield {k: torch.stack([torch.as_tensor(s[k]) for s in samples])
+                   for k in samples[0]}
+
+    def validate(self, core: torch.nn.Module, device: str) -> dict[str, float]:
+        return validate(core, self.opts.drive, device, n_samples=self.opts.val_samples,
+                        seed=self.opts.seed)
+
+    def save_best(self, core: torch.nn.Module, folder: Path, meta: dict[str, Any]) -> None:
+        save_model(core, folder, {**meta, "kind": self.opts.model})
+
+    def finalise(self, run: Path, device: str, say: Callable[..., None]) -> dict[str, Any]:
+        return _finalise_best(run, self.opts, device, say)
 
 
 def train(opts: TrainOptions) -> dict[str, Any]:
     """Train a vessel model; returns a summary. Writes everything under ``opts.out``."""
+    return fit(opts, VesselTask(opts))
+
+
+def fit(opts: LoopOptions, task: TrainTask) -> dict[str, Any]:
+    """The shared training loop: warm-up + cosine LR, atomic ``last/`` checkpoints and
+    resume, best-by-validation-bpd ``best/``, NaN guard, optional DDP. Returns a summary."""
     rank, world = _dist_info()
     device = pick_device(opts.device)
     if world > 1:
@@ -111,16 +172,16 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     torch.manual_seed(opts.seed)
 
     cfg_path = run / "config.json"
-    config = VesselConfig.from_dict({**VesselConfig(kind=opts.model).to_dict(),
-                                     **opts.model_overrides, "kind": opts.model})
     if opts.resume and cfg_path.exists():
         import json
 
-        config = VesselConfig.from_dict(json.loads(cfg_path.read_text())["model"])
+        config = task.config(json.loads(cfg_path.read_text())["model"])
     elif not opts.resume and (run / "last").exists():
         raise FileExistsError(f"{run} already holds a training run: pass --resume to continue "
                               f"it or choose another --out")
-    model = build_model(config).to(device)
+    else:
+        config = task.config(None)
+    model = task.build(config).to(device)
     if device == "cpu":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
@@ -142,7 +203,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                               "command": shlex.join(sys.argv), "world_size": world,
                               "device": device, "environment": environment()})
 
-    batches = _patches(opts, rank, step)
+    batches = task.batches(rank, step)
     model.train()
     if world > 1:
         # Actnorm initialises from the first batch; do it before wrapping so DDP broadcasts
@@ -201,7 +262,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             say(f"step {step:6d}  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                 + f"  {rate:.2f} it/s  ETA {eta / 60:.1f} min", flush=True)
         if is_main and step % opts.val_every == 0:
-            best = _validate_and_keep(core, opts, run, step, best, device, elapsed, say)
+            best = _validate_and_keep(core, task, run, step, best, device, elapsed, say)
             model.train()
         if is_main and step % opts.ckpt_every == 0:
             save_last(run, core, optimizer, {"step": step, "best": best, "elapsed":
@@ -210,11 +271,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         elapsed = elapsed_before + time.time() - t0
         save_last(run, core, optimizer, {"step": step, "best": best, "elapsed": elapsed})
         if step % opts.val_every:
-            best = _validate_and_keep(core, opts, run, step, best, device, elapsed, say)
+            best = _validate_and_keep(core, task, run, step, best, device, elapsed, say)
         summary = {"run": str(run), "steps": step, "stopped_by": stop_reason,
                    "best_val_bpd": best, "wall_minutes": round(elapsed / 60, 2)}
         if (run / "best" / "model.safetensors").exists():
-            summary.update(_finalise_best(run, opts, device, say))
+            summary.update(task.finalise(run, device, say))
         write_json(run / "summary.json", summary)
         say("done: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
     if world > 1:
@@ -246,8 +307,9 @@ def _replicas_identical(core: torch.nn.Module) -> bool:
 
 def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    if device == "cpu":
-        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+    if device == "cpu":  # channels_last convolutions are ~1.3-2.5x faster on this CPU
+        out = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+               for k, v in out.items()}
     return out
 
 
@@ -260,16 +322,21 @@ def _all_agree(flag: torch.Tensor, world: int) -> bool:
     return bool(t.item() > 0)
 
 
-def _validate_and_keep(core, opts, run, step, best, device, elapsed, say) -> float:
-    val = validate(core, opts.drive, device, n_samples=opts.val_samples, seed=opts.seed)
+def _validate_and_keep(core, task, run, step, best, device, elapsed, say) -> float:
+    was_training = core.training
+    core.eval()
+    try:
+        val = task.validate(core, device)
+    finally:
+        core.train(was_training)
     append_metrics(run, {"step": step, "elapsed": round(elapsed, 1),
                          **{f"val_{k}": v for k, v in val.items()}})
     improved = val["bpd"] < best
-    say(f"validation at step {step}: bpd {val['bpd']:.4f}, max F1 {val['max_f1']:.4f}"
+    say(f"validation at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items())
         + ("  (new best)" if improved else ""), flush=True)
     if improved:
         best = val["bpd"]
-        save_model(core, run / "best", {"step": step, "val": val, "kind": opts.model})
+        task.save_best(core, run / "best", {"step": step, "val": val})
     return best
 
 
