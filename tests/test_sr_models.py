@@ -258,8 +258,11 @@ def test_residual_shift_keeps_likelihood_and_starts_at_bicubic() -> None:
     model = SRFlow(TINY).double().eval()
     hr, lr = _smooth_pair()
     d = hr[0].numel()
-    fixed = (lambda y, c: (torch.full(y.shape, 0.5, dtype=torch.float64),
-                           torch.zeros(y.shape[0], dtype=torch.float64)))
+
+    def fixed(y: torch.Tensor, c: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.full(y.shape, 0.5, dtype=torch.float64),
+                torch.zeros(y.shape[0], dtype=torch.float64))
+
     model.dequantize = fixed  # type: ignore[method-assign]
     base = torch.nn.functional.interpolate(lr.double() / 255, size=hr.shape[-2:],
                                            mode="bicubic", align_corners=False)
