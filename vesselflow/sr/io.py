@@ -40,5 +40,6 @@ def load_sr_model(name_or_path: str | Path, device: str = "cpu") -> LoadedSRMode
     model.eval().to(device)
     if device == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    name = str(name_or_path) if str(name_or_path) in SR_SHIPPED else folder.name
+    name = (str(name_or_path) if str(name_or_path) in SR_SHIPPED
+            else folder.parent.name if folder.name == "best" else folder.name)
     return LoadedSRModel(model, config, name, folder, digest, cfg.get("meta", {}))
