@@ -1,5 +1,6 @@
 """What the app's pages share: configuration, error guard, models, inputs, the cached
-segmentation with live progress, the review flag and the download builders.
+segmentation with live progress, the review flag and the download builders, and the same
+for super-resolution (last section).
 
 Configuration (environment variables, all optional):
 
@@ -8,6 +9,11 @@ Configuration (environment variables, all optional):
   model you trained yourself: ``{"My CNF": "runs/cnf-drive"}``).
 * ``VESSELFLOW_DRIVE``: a DRIVE folder for the Evaluate page (default ``../shared/data/DRIVE``
   next to the repository, when it exists).
+* ``VESSELFLOW_APP_SR_MODELS``: the Super-resolution page's models instead of the shipped
+  ``sr-cnf`` and ``sr-factored``: a JSON object like ``VESSELFLOW_APP_MODELS`` or a
+  comma-separated list of model folders.
+* ``VESSELFLOW_SR_DATA``: the SR data folder whose Set5 images are the Super-resolution page's
+  examples (default ``../shared/data/SR``; a synthetic image is always offered).
 
 Nothing here writes to disk: uploads are decoded from memory and results live in Streamlit's
 in-memory caches.
@@ -20,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -516,3 +523,496 @@ def drive_case(root: str, case_id: str) -> InputImage:
     return InputImage(Path(record["image"]).name, hashlib.sha256(data).hexdigest(), image,
                       (), label=read_mask(record["label"], shape=shape),
                       fov=read_mask(record["fov"], shape=shape), label2=label2)
+
+
+# ----------------------------------------------------------------------------- super-resolution
+SR_MODELS_ENV = "VESSELFLOW_APP_SR_MODELS"
+SR_DATA_ENV = "VESSELFLOW_SR_DATA"
+DEFAULT_SR_MODELS = {
+    "Conditional flow (sr-cnf)": "sr-cnf",
+    "Factored baseline (sr-factored)": "sr-factored",
+}
+SR_SCALE = 2
+SR_MIN_LR_SIDE = 8  # smaller inputs leave nothing to measure after the 2-pixel border crop
+SR_SAMPLE_BUDGET = 4 * 256 * 256  # LR pixels per model call (samples in a batch x pixels)
+SR_MEAN_CHUNK = 8192  # HR pixels per step of the factored model's exact mixture mean
+SR_STD_VMAX = 16.0  # Y grey levels at the bright end of the uncertainty colour map
+SET5 = ("baby", "bird", "butterfly", "head", "woman")
+
+
+def sr_model_choices() -> dict[str, str]:
+    """Display name -> SR model source, from ``VESSELFLOW_APP_SR_MODELS``.
+
+    The variable holds a JSON object (display name -> shipped name or folder, as
+    ``VESSELFLOW_APP_MODELS``) or a comma-separated list of names / folders (each shown under
+    its own name). Unset: the shipped ``sr-cnf`` and ``sr-factored``.
+    """
+    raw = os.environ.get(SR_MODELS_ENV, "").strip()
+    if not raw:
+        return dict(DEFAULT_SR_MODELS)
+    if raw.startswith("{"):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise AppError(f"{SR_MODELS_ENV} is not valid JSON ({exc.msg}); expected an object "
+                           'like {"My SR model": "path/to/model-folder"} or a comma-separated '
+                           "list of model folders") from exc
+        if not isinstance(value, dict) or not value or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise AppError(f"{SR_MODELS_ENV} must be a non-empty JSON object of display name -> "
+                           "model folder (strings)")
+        return value
+    out: dict[str, str] = {}
+    for source in (s.strip() for s in raw.split(",")):
+        if not source:
+            continue
+        label = base = source if "/" not in source and "\\" not in source else (
+            Path(source).name or source)
+        k = 2
+        while label in out:
+            label, k = f"{base} ({k})", k + 1
+        out[label] = source
+    if not out:
+        raise AppError(f"{SR_MODELS_ENV} names no model")
+    return out
+
+
+def sr_model_problem(source: str) -> str | None:
+    """Why an SR model cannot be loaded (a sentence for the user), or None when it is there."""
+    from vesselflow.sr.io import SR_SHIPPED
+
+    try:
+        resolve_model(source, SR_SHIPPED)
+    except FileNotFoundError:
+        if source in SR_SHIPPED:
+            return (f"The shipped model **{source}** is not installed: its weights are missing "
+                    f"from `{WEIGHTS_DIR / source}`. They are produced by training "
+                    "(`vesselflow sr train`) and ship with released versions; to use a model "
+                    f"you trained, set `{SR_MODELS_ENV}` to its folder.")
+        return (f"No model found at `{source}`: expected a folder with `model.safetensors` "
+                "and `config.json` (or a training run folder with `best/`).")
+    return None
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the super-resolution model…")
+def _load_sr_model(source: str, stamp: tuple[int, int], device: str) -> Any:
+    from vesselflow.sr.io import load_sr_model
+
+    return load_sr_model(source, device=device)
+
+
+def get_sr_model(source: str) -> Any:
+    """The :class:`~vesselflow.sr.io.LoadedSRModel` for ``source``, loaded once per file."""
+    from vesselflow.sr.io import SR_SHIPPED
+    from vesselflow.utils import pick_device
+
+    problem = sr_model_problem(source)
+    if problem:
+        raise AppError(problem)
+    stat = (resolve_model(source, SR_SHIPPED) / "model.safetensors").stat()
+    try:
+        return _load_sr_model(source, (stat.st_mtime_ns, stat.st_size), pick_device("auto"))
+    except (ValueError, RuntimeError, OSError, KeyError) as exc:
+        raise AppError(f"The super-resolution model at `{source}` could not be loaded: "
+                       f"{_short(exc)}") from exc
+
+
+def sr_data_root() -> Path | None:
+    """The SR data folder (``VESSELFLOW_SR_DATA``, default ``../shared/data/SR``), or None."""
+    env = os.environ.get(SR_DATA_ENV)
+    path = Path(env).expanduser() if env else REPO.parent / "shared" / "data" / "SR"
+    return path if path.is_dir() else None
+
+
+def set5_files() -> dict[str, Path]:
+    """Set5's images by name (from ``<root>/Set5/`` or loose in the root), possibly empty."""
+    root = sr_data_root()
+    if root is None:
+        return {}
+    folder = root / "Set5" if (root / "Set5").is_dir() else root
+    out = {}
+    for name in SET5:
+        for suffix in (".png", ".bmp"):
+            if (folder / f"{name}{suffix}").is_file():
+                out[name] = folder / f"{name}{suffix}"
+                break
+    return out
+
+
+def sr_examples() -> dict[str, str]:
+    """Example key -> label: Set5's images when the SR data is there, and a synthetic fundus."""
+    out = {f"set5:{name}": f"Set5: {name}" for name in set5_files()}
+    out["synthetic"] = "Synthetic fundus (256×256, drawn by vesselflow)"
+    return out
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def sr_example_image(key: str) -> InputImage:
+    """A bundled SR example (see :func:`sr_examples`) as an InputImage."""
+    from vesselflow.data.io import read_image_bytes
+
+    if key == "synthetic":
+        from vesselflow.data.synthetic import synthetic_fundus
+
+        image = synthetic_fundus((256, 256), seed=3)["image"]
+        image = np.round(image * 255) / 255  # exactly 8-bit, like every photograph
+        return InputImage("synthetic_fundus.png", "example:sr:synthetic", image.astype(
+            np.float32), ("A cartoon fundus drawn by vesselflow: smooth, so bicubic already "
+                          "does well on it.",))
+    name = key.removeprefix("set5:")
+    path = set5_files().get(name)
+    if path is None:
+        raise AppError(f"The example image {name!r} is not available any more.")
+    data = path.read_bytes()
+    image = read_image_bytes(data, path.name)
+    h, w = image.shape[:2]
+    return InputImage(path.name, hashlib.sha256(data).hexdigest(), image,
+                      (f"Set5 *{name}* ({w}×{h} px), a standard super-resolution benchmark "
+                       "image.",))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def decode_sr_upload(data: bytes, name: str) -> InputImage:
+    """Decode an upload for super-resolution (any RGB image; ImageReadError on bad files)."""
+    from vesselflow.data.io import read_image_bytes
+
+    image = read_image_bytes(data, name, max_pixels=MAX_PIXELS)
+    notes = _format_notes(data)
+    if np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1],
+                                                                         image[..., 2]):
+        notes.append("Grayscale image: it is enlarged as an RGB image with three equal "
+                     "channels; the models were trained on colour photographs.")
+    return InputImage(name, hashlib.sha256(data).hexdigest(), image, tuple(notes))
+
+
+@dataclass(frozen=True)
+class SRParams:
+    """The page's settings: sampling temperature, sample count, seed, central crop (0: none)."""
+
+    temperature: float = 0.8
+    n: int = 4
+    seed: int = 0
+    crop: int = 0
+
+
+@dataclass
+class SRCase:
+    """What the model is given: the LR image, its bicubic enlargement and, when simulating,
+    the original it was made from (the ground truth).
+
+    ``crop`` is (top, left, height, width) of the region used, in the input image's pixels.
+    """
+
+    key: str
+    mode: str
+    lr: np.ndarray
+    bicubic: np.ndarray
+    hr: np.ndarray | None
+    crop: tuple[int, int, int, int]
+    input_shape: tuple[int, int]
+
+
+def sr_case(item: InputImage, mode: str, crop: int = 0) -> SRCase:
+    """The LR input for ``mode`` "upscale" (the image itself) or "simulate" (the image
+    bicubically shrunk by 2, the original kept as ground truth), after an optional central
+    crop of side ``crop``; AppError if it is too large or too small."""
+    from vesselflow.sr.upscale import MAX_LR_PIXELS
+
+    if mode not in ("upscale", "simulate"):
+        raise ValueError(f"unknown mode {mode!r}")
+    h, w = item.image.shape[:2]
+    ch, cw = (min(crop, h), min(crop, w)) if crop else (h, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    lr_h, lr_w = (ch, cw) if mode == "upscale" else (ch // SR_SCALE, cw // SR_SCALE)
+    if lr_h * lr_w > MAX_LR_PIXELS:
+        side = int(MAX_LR_PIXELS**0.5)
+        what = "The image" if mode == "upscale" else "The half-size image"
+        raise AppError(f"{what} is too large to enlarge here: {lr_w}×{lr_h} px is "
+                       f"{lr_w * lr_h / 1e6:.1f} megapixels, above the limit of "
+                       f"{MAX_LR_PIXELS / 1e6:.1f} (about {side}×{side} px). Choose a central "
+                       "crop under *Advanced* in the sidebar, or crop or shrink the image "
+                       "before uploading it.")
+    if min(lr_h, lr_w) < SR_MIN_LR_SIDE:
+        raise AppError(f"The image is too small to enlarge: the model input would be "
+                       f"{lr_w}×{lr_h} px; at least {SR_MIN_LR_SIDE} px on each side is needed"
+                       + (" (simulating halves the image first)." if mode == "simulate"
+                          else "."))
+    key = f"{item.key}:{mode}:{crop}"
+    return _sr_case_cached(key, mode, (top, left, ch, cw), item.image)
+
+
+@st.cache_data(max_entries=8, show_spinner="Preparing the image…")
+def _sr_case_cached(key: str, mode: str, box: tuple[int, int, int, int],
+                    _image: np.ndarray) -> SRCase:
+    from vesselflow.sr.resize import bicubic_degrade, bicubic_upscale
+    from vesselflow.visualize import to_uint8
+
+    top, left, ch, cw = box
+    image = to_uint8(_image[top : top + ch, left : left + cw])
+    hr = None
+    if mode == "simulate":
+        hr, lr = bicubic_degrade(image, SR_SCALE)
+        box = (top, left, hr.shape[0], hr.shape[1])  # cropped to a multiple of the scale
+    else:
+        lr = np.ascontiguousarray(image)
+    return SRCase(key, mode, lr, bicubic_upscale(lr, SR_SCALE), hr, box,
+                  (int(_image.shape[0]), int(_image.shape[1])))
+
+
+def sr_batch_size(lr_shape: tuple[int, ...], n: int) -> int:
+    """Samples drawn per model call: as many as fit :data:`SR_SAMPLE_BUDGET` LR pixels."""
+    return max(1, min(n, SR_SAMPLE_BUDGET // max(1, lr_shape[0] * lr_shape[1])))
+
+
+def sr_point_estimate(model: Any, lr: np.ndarray, device: str = "cpu",
+                      callback: Callable[[float], None] | None = None) -> np.ndarray:
+    """The model's temperature-0 output, ``model.predict(lr, 0.0)``, as (2h, 2w, 3) uint8.
+
+    The factored model's point estimate is its exact mixture mean, a sum over all 256 grey
+    levels of every sub-pixel; it is computed here in chunks of rows (same result as
+    ``predict``, bounded memory, progress via ``callback(fraction)``).
+    """
+    import torch
+
+    from vesselflow.sr.data import to_image, to_tensor
+    from vesselflow.sr.logistic import discretized_logistic_mixture_mean
+    from vesselflow.sr.models import SRFactored
+
+    lr_t = to_tensor(lr)[None].to(device)
+    with torch.no_grad():
+        if not isinstance(model, SRFactored):
+            out = model.predict(lr_t, 0.0)
+        else:
+            params = model.params(lr_t)
+            h, w = params.shape[-2:]
+            rows = max(1, SR_MEAN_CHUNK // w)
+            parts = []
+            for r in range(0, h, rows):
+                parts.append(discretized_logistic_mixture_mean(params[..., r : r + rows, :],
+                                                               model.config.n_mix))
+                if callback is not None:
+                    callback(min(r + rows, h) / h)
+            out = torch.cat(parts, dim=-2).round().clamp(0, 255).to(torch.uint8)
+    return to_image(out[0])
+
+
+def sr_samples(model: Any, lr: np.ndarray, n: int, temperature: float, seed: int,
+               device: str = "cpu", callback: Callable[[int], None] | None = None
+               ) -> np.ndarray:
+    """n samples at ``temperature``: (n, 2h, 2w, 3) uint8, drawn in batches of
+    :func:`sr_batch_size` from one generator seeded with ``seed`` (same image, settings and
+    seed give the same samples). ``callback(done)`` after each batch."""
+    import torch
+
+    from vesselflow.sr.data import to_image, to_tensor
+
+    lr_t = to_tensor(lr)[None].to(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    batch = sr_batch_size(lr.shape, n)
+    out: list[np.ndarray] = []
+    with torch.no_grad():
+        while len(out) < n:
+            draws = model.sample(lr_t, min(batch, n - len(out)), temperature, gen)[0]
+            out.extend(to_image(d) for d in draws)
+            if callback is not None:
+                callback(len(out))
+    return np.stack(out)
+
+
+@dataclass
+class SRResult:
+    """One run: the point estimate, the samples, their mean and their spread.
+
+    ``y_std`` is the per-pixel standard deviation of the samples' luma Y (BT.601, grey levels
+    0..255), None with a single sample.
+    """
+
+    point: np.ndarray
+    samples: np.ndarray
+    mean: np.ndarray
+    y_std: np.ndarray | None
+    batch_size: int
+    seconds: dict[str, float]
+
+    @property
+    def mean_uint8(self) -> np.ndarray:
+        return np.clip(np.round(self.mean), 0, 255).astype(np.uint8)
+
+    @property
+    def mean_y_std(self) -> float | None:
+        return None if self.y_std is None else float(self.y_std.mean())
+
+
+class _Progress:
+    """A progress bar updated from inside a cached function (see :class:`LiveProgress`)."""
+
+    def __init__(self, slot: Any, text: str) -> None:
+        self._context = contextvars.copy_context()
+        self._bar = slot.progress(0.0, text=text)
+
+    def __call__(self, fraction: float, text: str) -> None:
+        self._context.run(self._bar.progress, min(max(fraction, 0.0), 1.0), text)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _sr_point_cached(model_key: str, case_key: str, _model: Any, _lr: np.ndarray,
+                     _device: str, _progress: Callable | None) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    report = None if _progress is None else (
+        lambda f: _progress(f, f"Point estimate (temperature 0): {100 * f:.0f} %"))
+    point = sr_point_estimate(_model, _lr, _device, report)
+    return point, time.perf_counter() - t0
+
+
+@st.cache_data(max_entries=6, show_spinner=False)
+def _sr_samples_cached(model_key: str, case_key: str, temperature: float, n: int, seed: int,
+                       _model: Any, _lr: np.ndarray, _device: str, _progress: Callable | None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+    from vesselflow.sr.metrics import rgb_to_y
+
+    t0 = time.perf_counter()
+    report = None if _progress is None else (
+        lambda done: _progress(done / n, f"Sampling: {done} of {n} drawn"))
+    samples = sr_samples(_model, _lr, n, temperature, seed, _device, report)
+    mean = samples.astype(np.float32).mean(0)
+    y_std = (np.std(np.stack([rgb_to_y(s) for s in samples]), axis=0).astype(np.float32)
+             if n > 1 else None)
+    return samples, mean, y_std, time.perf_counter() - t0
+
+
+def sr_run(loaded: Any, case: SRCase, params: SRParams, bar_slot: Any = None) -> SRResult:
+    """Point estimate and samples for ``case``, cached (changing the temperature, count or
+    seed redraws only the samples), with a progress bar in ``bar_slot``."""
+    device = str(next(loaded.model.parameters()).device)
+    model_key = f"{loaded.sha256}:{device}"
+    bar_slot = bar_slot if bar_slot is not None else st.empty()
+    try:
+        progress = _Progress(bar_slot, "Point estimate (temperature 0)…")
+        point, t_point = _sr_point_cached(model_key, case.key, loaded.model, case.lr, device,
+                                          progress)
+        if params.temperature == 0:  # every sample would be the point estimate
+            samples = np.repeat(point[None], params.n, axis=0)
+            mean = point.astype(np.float32)
+            y_std = np.zeros(point.shape[:2], np.float32) if params.n > 1 else None
+            t_samples = 0.0
+        else:
+            progress = _Progress(bar_slot, f"Sampling: 0 of {params.n} drawn…")
+            samples, mean, y_std, t_samples = _sr_samples_cached(
+                model_key, case.key, params.temperature, params.n, params.seed, loaded.model,
+                case.lr, device, progress)
+    finally:
+        bar_slot.empty()
+    return SRResult(point, samples, mean, y_std, sr_batch_size(case.lr.shape, params.n),
+                    {"point_estimate": round(t_point, 3), "samples": round(t_samples, 3)})
+
+
+def sr_metrics(case: SRCase, result: SRResult) -> list[dict[str, Any]]:
+    """Y-channel PSNR/SSIM against the ground truth (simulate mode), one row per output."""
+    from vesselflow.sr.metrics import psnr_y, ssim_y
+
+    if case.hr is None:
+        return []
+    b = SR_SCALE
+    scores = [(psnr_y(s, case.hr, b), ssim_y(s, case.hr, b)) for s in result.samples]
+    n = len(result.samples)
+    rows = [("Bicubic (MATLAB imresize)", case.bicubic), ("Model, temperature 0",
+                                                          result.point),
+            (f"Mean of the {n} samples", result.mean)]
+    out = [{"output": name, "PSNR-Y (dB)": psnr_y(img, case.hr, b),
+            "SSIM-Y": ssim_y(img, case.hr, b)} for name, img in rows]
+    out.append({"output": f"Single samples (average of {n})",
+                "PSNR-Y (dB)": float(np.mean([s[0] for s in scores])),
+                "SSIM-Y": float(np.mean([s[1] for s in scores]))})
+    return out
+
+
+@st.cache_data(max_entries=8, show_spinner="Measuring against the original…")
+def _sr_metrics_cached(key: str, _case: SRCase, _result: SRResult) -> list[dict[str, Any]]:
+    return sr_metrics(_case, _result)
+
+
+def sr_metrics_cached(loaded: Any, case: SRCase, params: SRParams, result: SRResult
+                      ) -> list[dict[str, Any]]:
+    """:func:`sr_metrics`, computed once per model, case and settings."""
+    if case.hr is None:
+        return []
+    return _sr_metrics_cached(f"{loaded.sha256}:{case.key}:{params}", case, result)
+
+
+def sr_run_record(loaded: Any, item: InputImage, case: SRCase, params: SRParams,
+                  result: SRResult, metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything needed to reproduce or audit a super-resolution result (``run.json``)."""
+    from vesselflow.utils import environment
+
+    lh, lw = case.lr.shape[:2]
+    oh, ow = result.point.shape[:2]
+    top, left, ch, cw = case.crop
+    return {
+        "tool": f"vesselflow {__version__} web app, super-resolution",
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "notice": "Research use only. Samples are plausible detail, not measured detail.",
+        "image": {"name": item.name, "sha256": item.key, "height": case.input_shape[0],
+                  "width": case.input_shape[1]},
+        "mode": case.mode,
+        "mode_description": (
+            "the image (or its crop) was enlarged 2x" if case.mode == "upscale" else
+            "the image (or its crop) was shrunk 2x with MATLAB-compatible bicubic imresize, "
+            "enlarged 2x by the model and compared with the original"),
+        "region": {"top": top, "left": left, "height": ch, "width": cw,
+                   "central_crop": params.crop or None},
+        "sizes": {"model_input": [lw, lh], "output": [ow, oh]},
+        "model": {"name": loaded.name, "kind": loaded.config.kind, "sha256": loaded.sha256,
+                  "scale": loaded.config.scale},
+        "parameters": {"temperature": params.temperature, "samples": params.n,
+                       "seed": params.seed, "batch_size": result.batch_size,
+                       "point_estimate": "temperature 0 (model.predict): the flow's zero "
+                                         "latent, or the factored model's mixture mean"},
+        "metrics": {"protocol": "Y channel (BT.601), 2-pixel border cropped, vs the original",
+                    "rows": metrics} if metrics else None,
+        "summary": {"mean_y_std_of_samples": result.mean_y_std, "seconds": result.seconds},
+        "files": {
+            "x2.png": "model output at temperature 0 (point estimate)",
+            "bicubic_x2.png": "bicubic enlargement (MATLAB imresize), for comparison",
+            "mean_x2.png": "mean of the samples",
+            "uncertainty_y_std.png": "per-pixel std of the samples' luma Y, x8 (value / 8 = "
+                                     "std in grey levels)",
+            "uncertainty_color.png": f"the same for viewing: magma, black 0 to yellow "
+                                     f"{SR_STD_VMAX:g} grey levels",
+            "samples/": "the individual samples at the chosen temperature",
+            "model_input.png": "the image the model enlarged",
+            "original.png": "simulate mode: the original (ground truth)",
+        },
+        "environment": environment(),
+    }
+
+
+def sr_files(loaded: Any, item: InputImage, case: SRCase, params: SRParams,
+             result: SRResult, metrics: list[dict[str, Any]]) -> dict[str, bytes]:
+    """Every output of one run, for the zip."""
+    from vesselflow.visualize import colorize, png_bytes
+
+    files = {"x2.png": png_bytes(result.point), "bicubic_x2.png": png_bytes(case.bicubic),
+             "mean_x2.png": png_bytes(result.mean_uint8)}
+    if result.y_std is not None:
+        files["uncertainty_y_std.png"] = png_bytes(
+            np.clip(np.round(result.y_std * 8), 0, 255).astype(np.uint8))
+        files["uncertainty_color.png"] = png_bytes(colorize(result.y_std, "magma", 0.0,
+                                                            SR_STD_VMAX))
+    for i, s in enumerate(result.samples, start=1):
+        files[f"samples/sample_{i:02d}.png"] = png_bytes(s)
+    files["model_input.png"] = png_bytes(case.lr)
+    if case.hr is not None:
+        files["original.png"] = png_bytes(case.hr)
+    files["run.json"] = sr_run_json(loaded, item, case, params, result, metrics)
+    return files
+
+
+def sr_run_json(loaded: Any, item: InputImage, case: SRCase, params: SRParams,
+                result: SRResult, metrics: list[dict[str, Any]]) -> bytes:
+    record = sr_run_record(loaded, item, case, params, result, metrics)
+    return (json.dumps(record, indent=2, default=str) + "\n").encode()
+
+
+def sr_zip(loaded: Any, item: InputImage, case: SRCase, params: SRParams, result: SRResult,
+           metrics: list[dict[str, Any]]) -> bytes:
+    return zip_bytes(sr_files(loaded, item, case, params, result, metrics))

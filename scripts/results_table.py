@@ -21,6 +21,13 @@ MODELS = ("cnf-drive", "factored-drive")
 PAPER = {"cnf-drive": (0.0254, 0.819), "factored-drive": (0.0647, 0.815)}
 
 
+SR_MODELS = ("sr-factored", "sr-cnf")
+SR_SETS = ("Set5", "Set14", "BSD100")
+# Paper (Winkler et al. 2019, Table 2) x2: CNF bpd, PSNR, SSIM; SRCNN PSNR as quoted there.
+SR_PAPER = {"Set5": (2.11, 36.2, 0.957, 36.7), "Set14": (2.51, 32.5, 0.911, 32.4),
+            "BSD100": (2.33, 31.4, 0.893, 31.4)}
+
+
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -75,6 +82,7 @@ def build() -> str:
         if (ROOT / "results" / m / "figures" / "pr.png").exists():
             lines += ["", f"![PR curve {m}](results/{m}/figures/pr.png) "
                       f"![samples {m}](results/{m}/figures/sample_scatter.png)"]
+    lines += build_sr()
     bench = _load(ROOT / "benchmarks" / "results" / "bench_segment.json")
     if bench:
         lines += ["", "### Speed on this 2-core CPU (`vesselflow bench --drive "
@@ -110,6 +118,71 @@ def build() -> str:
                   "docs/segment.png pytest -m browser tests/test_app_browser.py`):", "",
                   "![Segment page](docs/segment.png)"]
     return "\n".join(lines)
+
+
+def build_sr() -> list[str]:
+    """The super-resolution tables from results/sr-*/metrics.json (``vesselflow sr evaluate``)."""
+    rows = {m: _load(ROOT / "results" / m / "metrics.json") for m in SR_MODELS}
+    if not any(rows.values()):
+        return []
+    lines = ["", "## Results: 2x super-resolution", "",
+             "Y-channel PSNR (dB) / SSIM after cropping 2 border pixels, HR cropped to even "
+             "size, LR by MATLAB bicubic. Model columns are temperature 0 (the CNF's latent "
+             "mode; the factored model's mixture mean). bpd of x_hr given x_lr over whole "
+             "images (HR cropped to a multiple of 4; the CNF's is one draw of the uniform-"
+             "dequantization bound, the factored model's exact).", "",
+             "| set | bicubic | " + " | ".join(f"{m} T=0 | {m} bpd" for m in SR_MODELS
+                                              if rows[m])
+             + " | paper CNF (bpd, PSNR / SSIM) | SRCNN |",
+             "|---|---|" + "---|---|" * sum(1 for m in SR_MODELS if rows[m]) + "---|---|"]
+    for name in SR_SETS:
+        first = next((r for r in rows.values() if r and name in r["sets"]), None)
+        if first is None:
+            continue
+        b = first["sets"][name]["bicubic"]
+        cells = [f"{b['psnr_y']:.2f} / {b['ssim_y']:.4f}"]
+        for m in SR_MODELS:
+            r = rows[m]
+            if not r:
+                continue
+            s = r["sets"].get(name)
+            t0 = s["temperatures"].get("0") if s else None
+            cells += [f"{t0['psnr_y']:.2f} / {t0['ssim_y']:.4f}" if t0 else "-",
+                      f"{s['bpd']:.3f}" if s else "-"]
+        pb, pp, ps, srcnn = SR_PAPER[name]
+        lines.append(f"| {name} ({first['sets'][name]['n_images']}) | " + " | ".join(cells)
+                     + f" | {pb}, {pp} / {ps} | {srcnn} |")
+    cnf = rows.get("sr-cnf")
+    if cnf:
+        temps = list(next(iter(cnf["sets"].values()))["temperatures"])
+        lines += ["", "sr-cnf across sampling temperatures (Y-PSNR dB / SSIM, one sample per "
+                  "image):", "", "| set | " + " | ".join(f"T={t}" for t in temps) + " |",
+                  "|---|" + "---|" * len(temps)]
+        for name, s in cnf["sets"].items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{s['temperatures'][t]['psnr_y']:.2f} / {s['temperatures'][t]['ssim_y']:.4f}"
+                for t in temps) + " |")
+    lines += ["", "Regenerate (then `python scripts/results_table.py`):", "", "```bash"]
+    for m, r in rows.items():
+        if r is not None:
+            temps = ",".join(f"{t:g}" for t in r["protocol"]["temperatures"])
+            lines.append(f"vesselflow sr evaluate --model {m} --data ../shared/data/SR "
+                         f"--sets {','.join(r['sets'])} --temperatures {temps} "
+                         f"--out results/{m}")
+    lines += ["```", "", "| model | command | steps | wall time | hardware | sha256 |",
+              "|---|---|---|---|---|---|"]
+    for m in SR_MODELS:
+        cfg = _load(ROOT / "vesselflow" / "weights" / m / "config.json")
+        if cfg is None:
+            continue
+        t = cfg["meta"].get("training", {})
+        env = t.get("environment") or {}
+        lines.append(f"| {m} | `{t.get('command')}` | {t.get('steps')} | "
+                     f"{t.get('wall_minutes')} min | {t.get('device')}, {env.get('cpus')} CPUs"
+                     f" | `{cfg['meta']['sha256'][:12]}...` |")
+    if cnf and (ROOT / "results" / "sr-cnf" / "figures" / "samples_Set5.png").exists():
+        lines += ["", "![sr-cnf samples on Set5](results/sr-cnf/figures/samples_Set5.png)"]
+    return lines
 
 
 def main() -> None:

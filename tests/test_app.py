@@ -48,11 +48,33 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return out
 
 
+TINY_SR = {"features": 8, "blocks": 1, "growth": 8, "steps": 2, "hidden": 16, "n_mix": 3}
+
+
+@pytest.fixture(scope="module")
+def tiny_sr_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    import torch
+
+    from vesselflow.models.io import save_model
+    from vesselflow.sr.models import SRConfig, build_sr_model
+
+    folder = tmp_path_factory.mktemp("app_sr_models")
+    torch.manual_seed(0)
+    out = {}
+    for kind, label in (("cnf", "Tiny SR flow"), ("factored", "Tiny SR factored")):
+        save_model(build_sr_model(SRConfig(kind=kind, **TINY_SR)), folder / kind,
+                   meta={"name": f"tiny-sr-{kind}"})
+        out[label] = str(folder / kind)
+    return out
+
+
 @pytest.fixture(autouse=True)
-def app_env(tiny_models: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-            tmp_path: Path) -> None:
+def app_env(tiny_models: dict[str, str], tiny_sr_models: dict[str, str],
+            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VESSELFLOW_APP_MODELS", json.dumps(tiny_models))
     monkeypatch.setenv("VESSELFLOW_DRIVE", str(tmp_path / "no-drive-here"))
+    monkeypatch.setenv("VESSELFLOW_APP_SR_MODELS", json.dumps(tiny_sr_models))
+    monkeypatch.setenv("VESSELFLOW_SR_DATA", str(tmp_path / "no-sr-data-here"))
 
 
 def run_app(page: str | None = None):
@@ -324,7 +346,183 @@ def test_about_and_superres_pages(tiny_models: dict[str, str]) -> None:
         assert sha256_file(Path(folder) / "model.safetensors") in text
     at.switch_page("views/superres.py").run()
     assert_clean(at)
-    assert any("Not available yet" in i.value for i in at.info)
+    assert any("Upload an image to enlarge it" in i.value for i in at.info)
+
+
+# ----------------------------------------------------------------------------- Super-resolution
+def test_superres_simulate_an_example_with_metrics_and_downloads() -> None:
+    at = run_app("views/superres.py")
+    assert_clean(at)
+    assert at.slider(key="sr_temperature").value == 0.8
+    assert at.slider(key="sr_samples").value == 4
+    assert at.selectbox(key="sr_model").value == "Tiny SR flow"
+    at.radio(key="sr_source").set_value("example")
+    at.selectbox(key="sr_crop").set_value(64).run()  # the synthetic example's centre
+    assert_clean(at)
+    assert at.selectbox(key="sr_example").value == "synthetic"  # no SR data folder here
+    assert at.radio(key="sr_mode").value == "upscale"
+    assert any("No original to compare with" in c.value for c in at.caption)
+    assert not at.dataframe
+    at.radio(key="sr_mode").set_value("simulate").run()
+    assert_clean(at)
+    assert {"input image", "bicubic enlargement", "original image", "point estimate",
+            "sample 1", "uncertainty map", "sample 4", "mean of the 4 samples"} <= alts(at)
+    assert any("Half-size input (32×32 px)" in c for c in captions(at))
+    assert any("Original (64×64 px)" in c for c in captions(at))
+    table = at.dataframe[0].value
+    assert list(table["output"]) == ["Bicubic (MATLAB imresize)", "Model, temperature 0",
+                                     "Mean of the 4 samples", "Single samples (average of 4)"]
+    assert np.isfinite(table["PSNR-Y (dB)"]).all() and (table["SSIM-Y"] <= 1).all()
+    assert [b.label for b in at.download_button] == ["Temperature 0 PNG", "Samples (zip)",
+                                                     "run.json"]
+    assert any("not measured detail" in c.value for c in at.caption)
+    at.slider(key="sr_zoom_x").set_value(0).run()  # the detail view follows the sliders
+    assert_clean(at)
+    assert any("detail of the 2× outputs at (0, 0)" in c.value for c in at.caption)
+
+
+def test_superres_factored_model_on_a_set5_image(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "SR" / "Set5").mkdir(parents=True)
+    bird = (rng.random((36, 40, 3)) * 255).astype(np.uint8)
+    (tmp_path / "SR" / "Set5" / "bird.png").write_bytes(png(bird))
+    monkeypatch.setenv("VESSELFLOW_SR_DATA", str(tmp_path / "SR"))
+    at = run_app("views/superres.py")
+    at.selectbox(key="sr_model").set_value("Tiny SR factored")
+    at.slider(key="sr_samples").set_value(1)
+    at.radio(key="sr_source").set_value("example").run()
+    assert_clean(at)
+    assert at.selectbox(key="sr_example").options == ["Set5: bird",
+                                                      "Synthetic fundus (256×256, drawn by "
+                                                      "vesselflow)"]
+    assert any("Set5 *bird* (40×36 px)" in i.value for i in at.info)
+    assert any("Input (40×36 px)" in c for c in captions(at))
+    assert any("mixture mean" in c for c in captions(at))
+    assert "uncertainty map" not in alts(at)  # one sample: no spread to show
+    assert any("draw two or more samples" in c.value for c in at.caption)
+    at.slider(key="sr_temperature").set_value(0.0)
+    at.slider(key="sr_samples").set_value(2).run()
+    assert_clean(at)
+    assert any("every sample is the point estimate" in c.value for c in at.caption)
+
+
+def test_superres_without_models_explains_why(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    import common
+
+    import vesselflow.models.io as model_io
+
+    monkeypatch.setattr(model_io, "WEIGHTS_DIR", tmp_path)  # no shipped sr-cnf / sr-factored
+    monkeypatch.setattr(common, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.delenv("VESSELFLOW_APP_SR_MODELS")
+    at = run_app("views/superres.py")
+    assert_clean(at)
+    assert any("Super-resolution is not available" in w.value for w in at.warning)
+    text = " ".join(m.value for m in at.markdown)
+    assert "shipped model **sr-cnf** is not installed" in text
+    assert "shipped model **sr-factored** is not installed" in text
+    assert "VESSELFLOW_APP_SR_MODELS" in text
+    monkeypatch.setenv("VESSELFLOW_APP_SR_MODELS", str(tmp_path / "gone"))
+    at = run_app("views/superres.py")
+    assert_clean(at)
+    assert any("No model found at" in m.value for m in at.markdown)
+    monkeypatch.setenv("VESSELFLOW_APP_SR_MODELS", "{broken")
+    at = run_app("views/superres.py")
+    assert_clean(at, errors_ok=True)
+    assert any("VESSELFLOW_APP_SR_MODELS is not valid JSON" in e.value for e in at.error)
+
+
+def test_superres_bad_and_oversized_uploads(tiny_sr_models: dict[str, str]) -> None:
+    from vesselflow.sr.upscale import MAX_LR_PIXELS
+
+    at = run_app("views/superres.py")
+    at.file_uploader(key="sr_upload").set_value(
+        ("notes.png", b"patient notes, definitely not an image\n" * 20, "image/png")).run()
+    assert_clean(at, errors_ok=True)
+    assert any("**notes.png** cannot be used: not a recognised image format" in e.value
+               for e in at.error)
+    big = io.BytesIO()
+    side = int(MAX_LR_PIXELS**0.5) + 10
+    picture = Image.new("1", (side, side))
+    picture.putpixel((5, 5), 1)  # not blank: blank images are refused for another reason
+    picture.save(big, format="PNG")
+    at.file_uploader(key="sr_upload").set_value(("big.png", big.getvalue(), "image/png")).run()
+    assert_clean(at, errors_ok=True)
+    errors = " ".join(e.value for e in at.error)
+    assert "too large to enlarge here" in errors and "central crop" in errors
+    assert "Traceback" not in errors
+    dot = (np.random.default_rng(0).random((6, 6, 3)) * 255).astype(np.uint8)
+    at.file_uploader(key="sr_upload").set_value(("dot.png", png(dot), "image/png")).run()
+    assert_clean(at, errors_ok=True)
+    assert any("too small to enlarge" in e.value for e in at.error)
+
+
+def test_superres_helpers(tiny_models: dict[str, str], tiny_sr_models: dict[str, str],
+                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import common
+
+    from vesselflow.sr.data import to_image, to_tensor
+    from vesselflow.sr.io import load_sr_model
+
+    # The factored model's point estimate, computed in chunks of rows, is exactly predict().
+    factored = load_sr_model(tiny_sr_models["Tiny SR factored"])
+    lr = (np.random.default_rng(1).random((12, 10, 3)) * 255).astype(np.uint8)
+    monkeypatch.setattr(common, "SR_MEAN_CHUNK", 40)  # 20-px-wide output: 2 rows per chunk
+    steps = []
+    point = common.sr_point_estimate(factored.model, lr, callback=steps.append)
+    expected = to_image(factored.model.predict(to_tensor(lr)[None], 0.0)[0])
+    assert np.array_equal(point, expected) and point.shape == (24, 20, 3)
+    assert len(steps) == 12 and steps[-1] == 1.0
+    # Samples: batched, reproducible from the seed.
+    flow = load_sr_model(tiny_sr_models["Tiny SR flow"])
+    a = common.sr_samples(flow.model, lr, 3, 0.8, seed=5)
+    b = common.sr_samples(flow.model, lr, 3, 0.8, seed=5)
+    assert a.shape == (3, 24, 20, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    assert common.sr_batch_size((12, 10), 8) == 8
+    assert common.sr_batch_size((1000, 1000), 8) == 1
+    # Case, result, metrics, zip and run.json.
+    item = common.InputImage("photo.jpeg", "abc", np.random.default_rng(2).random(
+        (50, 41, 3)).astype(np.float32))
+    case = common.sr_case(item, "simulate", crop=30)
+    assert case.lr.shape == (15, 15, 3) and case.hr.shape == (30, 30, 3)
+    assert case.crop == (10, 5, 30, 30) and case.bicubic.shape == (30, 30, 3)
+    params = common.SRParams(temperature=0.5, n=2, seed=7, crop=30)
+    samples = common.sr_samples(flow.model, case.lr, 2, 0.5, seed=7)
+    mean = samples.astype(np.float32).mean(0)
+    result = common.SRResult(common.sr_point_estimate(flow.model, case.lr), samples, mean,
+                             np.zeros((30, 30), np.float32), 2, {"samples": 0.1})
+    metrics = common.sr_metrics(case, result)
+    assert metrics[0]["output"] == "Bicubic (MATLAB imresize)"
+    with zipfile.ZipFile(io.BytesIO(common.sr_zip(flow, item, case, params, result,
+                                                  metrics))) as z:
+        names = set(z.namelist())
+        run = json.loads(z.read("run.json"))
+        x2 = np.asarray(Image.open(io.BytesIO(z.read("x2.png"))))
+    assert {"x2.png", "bicubic_x2.png", "mean_x2.png", "uncertainty_y_std.png",
+            "uncertainty_color.png", "samples/sample_01.png", "samples/sample_02.png",
+            "model_input.png", "original.png", "run.json"} == names
+    assert np.array_equal(x2, result.point)
+    assert run["model"] == {"name": "cnf", "kind": "cnf", "sha256": flow.sha256, "scale": 2}
+    assert run["parameters"]["temperature"] == 0.5 and run["parameters"]["seed"] == 7
+    assert run["parameters"]["samples"] == 2
+    assert run["sizes"] == {"model_input": [15, 15], "output": [30, 30]}
+    assert run["region"] == {"top": 10, "left": 5, "height": 30, "width": 30,
+                             "central_crop": 30}
+    assert run["image"] == {"name": "photo.jpeg", "sha256": "abc", "height": 50, "width": 41}
+    assert run["mode"] == "simulate" and len(run["metrics"]["rows"]) == 4
+    assert "not measured detail" in run["notice"]
+    with pytest.raises(common.AppError, match="too small"):
+        common.sr_case(item, "simulate", crop=12)
+    # The models variable also takes a comma-separated list of folders.
+    monkeypatch.setenv("VESSELFLOW_APP_SR_MODELS", f"{tmp_path / 'a' / 'run'}, sr-cnf,"
+                                                   f"{tmp_path / 'b' / 'run'}")
+    assert common.sr_model_choices() == {"run": str(tmp_path / "a" / "run"),
+                                         "sr-cnf": "sr-cnf",
+                                         "run (2)": str(tmp_path / "b" / "run")}
+    # A vessel model is not an SR model: a clear message, not a crash.
+    with pytest.raises(common.AppError, match=r"could not be loaded: .*not an SR model"):
+        common.get_sr_model(tiny_models["Tiny CNF"])
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -116,7 +116,22 @@ def test_sampling_mode_mean() -> None:
     torch.testing.assert_close(mode, lp.argmax(dim=0).to(mode.dtype))
     v = torch.arange(256, dtype=torch.float64).view(-1, 1, 1, 1, 1)
     torch.testing.assert_close(discretized_logistic_mixture_mean(p, K),
-                               (v * lp.exp()).sum(dim=0))
+                               (v * lp.exp()).sum(dim=0), atol=0.5, rtol=0)
+
+
+@pytest.mark.parametrize("log_scale", [-7.0, -5.0, -3.0, -1.0, 0.5])
+def test_closed_form_mean_is_within_half_a_grey_level(log_scale: float) -> None:
+    """The closed-form mean against the brute-force sum over all 256 bins, from scales far
+    below one grey level (error up to 1/2) to wide ones (error < 0.01), edges included."""
+    g = torch.Generator().manual_seed(3)
+    p = torch.randn(2, 3 * 3 * K, 6, 6, generator=g, dtype=torch.float64).view(2, 3, 3, K, 6, 6)
+    p[:, :, 1] = torch.rand(2, 3, K, 6, 6, generator=g, dtype=torch.float64) * 2.4 - 1.2
+    p[:, :, 2] = log_scale
+    p = p.view(2, -1, 6, 6)
+    v = torch.arange(256, dtype=torch.float64).view(-1, 1, 1, 1, 1)
+    brute = (v * _all_values_log_prob(p).exp()).sum(dim=0)
+    err = (discretized_logistic_mixture_mean(p, K) - brute).abs().max().item()
+    assert err <= (0.5 if log_scale < math.log(1 / 127.5) else 0.01)
 
 
 def test_sampling_frequencies_match_probabilities() -> None:

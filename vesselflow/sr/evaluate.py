@@ -134,7 +134,7 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
             # bpd on the crop every model accepts (a multiple of 2^L).
             h4, w4 = hr.shape[0] // mult * mult, hr.shape[1] // mult * mult
             hr4, lr4 = bicubic_degrade(hr[:h4, :w4], s)
-            gen = torch.Generator().manual_seed(_image_seed(seed, name))
+            gen = torch.Generator(device=dev).manual_seed(_image_seed(seed, name))
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(_image_seed(seed, name))
                 lp = model.log_prob(to_tensor(hr4)[None].to(dev), to_tensor(lr4)[None].to(dev))

@@ -176,13 +176,23 @@ def discretized_logistic_mixture_mode(params: Tensor, n_mix: int) -> Tensor:
 
 @torch.no_grad()
 def discretized_logistic_mixture_mean(params: Tensor, n_mix: int) -> Tensor:
-    """Expected value sum_v v P(v) per channel and pixel (the MSE-optimal estimate).
+    r"""Expected value sum_v v P(v) per channel and pixel (the MSE-optimal estimate).
+
+    :math:`E[V] = \sum_{k=1}^{255} P(V \ge k)`, and :math:`P(V \ge k)` is the mixture's
+    survival function at the boundary k - 1/2 (edge bins included). The sum over these
+    mid-points is taken as the integral of the survival function over [0, 255], which has a
+    closed form per component, :math:`s\,[\mathrm{softplus}(\mu / s) -
+    \mathrm{softplus}((\mu - 255) / s)]` (pixel units): O(K) per value instead of O(256 K),
+    so a 640x480 image takes well under a second. The mid-point rule is exact for a linear
+    survival function; the error is below 0.01 grey levels for component scales above one
+    grey level and below half a grey level in any case (tested against the brute-force sum).
 
     Returns:
         (N, C, H, W) float tensor on the 0..255 scale (not rounded).
     """
-    total = None
-    for v, lp in _all_value_log_probs(params, n_mix):
-        part = (v.view(-1, 1, 1, 1, 1) * lp.exp()).sum(dim=0)
-        total = part if total is None else total + part
-    return total
+    logits, means, log_scales = split_params(params, n_mix)
+    w = F.softmax(logits, dim=2)
+    s = torch.exp(log_scales) * 127.5      # scale in grey levels
+    mu = (means + 1.0) * 127.5             # pixel units: bin v is centred on v
+    part = s * (F.softplus(mu / s) - F.softplus((mu - 255.0) / s))
+    return (w * part).sum(dim=2)

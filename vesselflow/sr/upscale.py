@@ -155,7 +155,7 @@ def upscale(inputs: str | Path, out: Path, *, model: str = "sr-cnf", temperature
                 raise ValueError(f"{w}x{h} is larger than the {MAX_LR_PIXELS / 1e6:.1f} MP "
                                  f"this command upscales at once; crop or downscale it first")
             lr = to_tensor((img * 255).round().astype(np.uint8))[None].to(dev)
-            gen = torch.Generator().manual_seed(image_seed(seed, item.id) % 2**63)
+            gen = torch.Generator(device=dev).manual_seed(image_seed(seed, item.id) % 2**63)
             with torch.no_grad():
                 sr = loaded.model.sample(lr, samples, temperature, gen)[0] if temperature \
                     else loaded.model.predict(lr, 0.0, gen).expand(samples, -1, -1, -1)
