@@ -5,20 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
 from ..utils import atomic_path
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
+    # Plain Figure objects (no pyplot): no global backend switch, so importing this module in
+    # Jupyter keeps the inline backend, and nothing is left in pyplot's figure registry.
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=130, bbox_inches="tight", format=path.suffix.lstrip("."))
-    plt.close(fig)
 
 
 def iso_f_lines(ax, levels: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9)) -> None:
@@ -118,7 +115,14 @@ def reliability_figure(table: dict[str, np.ndarray], ece: float, path: Path) -> 
 
 def maps_figure(image: np.ndarray, mean: np.ndarray, std: np.ndarray, truth: np.ndarray,
                 title: str, path: Path) -> None:
-    fig, axes = plt.subplots(1, 4, figsize=(14, 4))
+    _save(maps_grid(image, mean, std, truth, title), path)
+
+
+def maps_grid(image: np.ndarray, mean: np.ndarray, std: np.ndarray, truth: np.ndarray,
+              title: str) -> Figure:
+    """Image, mean of samples, uncertainty (std) and ground truth side by side."""
+    fig = Figure(figsize=(14, 4))
+    axes = fig.subplots(1, 4)
     for ax, img, name, cmap in zip(
             axes, [image, mean, std, truth], ["image", "mean of samples",
                                               "uncertainty (std)", "1st observer"],
@@ -128,4 +132,4 @@ def maps_figure(image: np.ndarray, mean: np.ndarray, std: np.ndarray, truth: np.
         ax.set_title(name)
         ax.axis("off")
     fig.suptitle(title)
-    _save(fig, path)
+    return fig

@@ -197,33 +197,38 @@ def crop_box(shape: tuple[int, ...], size: int = 96) -> tuple[slice, slice]:
     return slice(i, i + size), slice(j, j + size)
 
 
-def _save_grid(path: Path, grid: list, temperatures: list[float], title: str) -> None:
-    """Rows = images; columns = bicubic, one sample per temperature, ground truth (crops)."""
-    import matplotlib
+def image_grid(rows: list[tuple[str, list[tuple[str, Any]]]], title: str,
+               crop: int | None = 96) -> Any:
+    """A matplotlib Figure: one row per ``(row_label, [(column_label, image), ...])``, each
+    image shown as its central ``crop`` x ``crop`` window (whole image if None)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..utils import atomic_path
-
-    cols = 2 + len(temperatures)
-    fig, axes = plt.subplots(len(grid), cols, figsize=(2.2 * cols, 2.3 * len(grid)),
-                             squeeze=False)
-    for r, (name, hr, up, outs) in enumerate(grid):
-        box = crop_box(hr.shape)
-        panels = [("bicubic", up), *((f"T = {t:g}", outs[t]) for t in temperatures),
-                  ("ground truth", hr)]
+    cols = max(len(panels) for _, panels in rows)
+    fig = Figure(figsize=(2.2 * cols, 2.3 * len(rows)))
+    axes = fig.subplots(len(rows), cols, squeeze=False)
+    for r, (row_label, panels) in enumerate(rows):
         for c, (label, img) in enumerate(panels):
             ax = axes[r, c]
-            ax.imshow(img[box])
+            ax.imshow(img[crop_box(img.shape, crop)] if crop else img)
             ax.set_xticks([])
             ax.set_yticks([])
-            if r == 0:
+            if r == 0 or label != rows[0][1][c][0]:
                 ax.set_title(label, fontsize=9)
-        axes[r, 0].set_ylabel(name, fontsize=9)
-    fig.suptitle(f"{title}: x2 samples (central crops)", fontsize=10)
+        for c in range(len(panels), cols):
+            axes[r, c].axis("off")
+        axes[r, 0].set_ylabel(row_label, fontsize=9)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def _save_grid(path: Path, grid: list, temperatures: list[float], title: str) -> None:
+    """Rows = images; columns = bicubic, one sample per temperature, ground truth (crops)."""
+    from ..utils import atomic_path
+
+    rows = [(name, [("bicubic", up), *((f"T = {t:g}", outs[t]) for t in temperatures),
+                    ("ground truth", hr)]) for name, hr, up, outs in grid]
+    fig = image_grid(rows, f"{title}: x2 samples (central crops)")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
