@@ -535,7 +535,6 @@ DEFAULT_SR_MODELS = {
 SR_SCALE = 2
 SR_MIN_LR_SIDE = 8  # smaller inputs leave nothing to measure after the 2-pixel border crop
 SR_SAMPLE_BUDGET = 4 * 256 * 256  # LR pixels per model call (samples in a batch x pixels)
-SR_MEAN_CHUNK = 8192  # HR pixels per step of the factored model's exact mixture mean
 SR_STD_VMAX = 16.0  # Y grey levels at the bright end of the uncertainty colour map
 SET5 = ("baby", "bird", "butterfly", "head", "woman")
 
@@ -766,33 +765,17 @@ def sr_batch_size(lr_shape: tuple[int, ...], n: int) -> int:
 
 def sr_point_estimate(model: Any, lr: np.ndarray, device: str = "cpu",
                       callback: Callable[[float], None] | None = None) -> np.ndarray:
-    """The model's temperature-0 output, ``model.predict(lr, 0.0)``, as (2h, 2w, 3) uint8.
-
-    The factored model's point estimate is its exact mixture mean, a sum over all 256 grey
-    levels of every sub-pixel; it is computed here in chunks of rows (same result as
-    ``predict``, bounded memory, progress via ``callback(fraction)``).
+    """The model's temperature-0 output, ``model.predict(lr, 0.0)``, as (2h, 2w, 3) uint8
+    (the CNF's latent mode; the factored model's mixture mean). ``callback(1.0)`` at the end.
     """
     import torch
 
     from vesselflow.sr.data import to_image, to_tensor
-    from vesselflow.sr.logistic import discretized_logistic_mixture_mean
-    from vesselflow.sr.models import SRFactored
 
-    lr_t = to_tensor(lr)[None].to(device)
     with torch.no_grad():
-        if not isinstance(model, SRFactored):
-            out = model.predict(lr_t, 0.0)
-        else:
-            params = model.params(lr_t)
-            h, w = params.shape[-2:]
-            rows = max(1, SR_MEAN_CHUNK // w)
-            parts = []
-            for r in range(0, h, rows):
-                parts.append(discretized_logistic_mixture_mean(params[..., r : r + rows, :],
-                                                               model.config.n_mix))
-                if callback is not None:
-                    callback(min(r + rows, h) / h)
-            out = torch.cat(parts, dim=-2).round().clamp(0, 255).to(torch.uint8)
+        out = model.predict(to_tensor(lr)[None].to(device), 0.0)
+    if callback is not None:
+        callback(1.0)
     return to_image(out[0])
 
 

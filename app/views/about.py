@@ -69,6 +69,36 @@ def model_card(label: str, source: str) -> None:
             st.json({"config": loaded.config.to_dict(), "meta": meta}, expanded=False)
 
 
+def sr_model_card(label: str, source: str) -> None:
+    problem = common.sr_model_problem(source)
+    with st.container(border=True):
+        st.subheader(label)
+        if problem:
+            st.warning(problem, icon=":material/warning:")
+            return
+        loaded = common.get_sr_model(source)
+        meta = loaded.meta
+        sets = meta.get("benchmark_metrics") or {}
+        c = st.columns(max(1, len(sets)) + 1)
+        bpd = _metric(meta, "val", "bpd")
+        c[0].metric("Validation bpd", "–" if bpd is None else f"{bpd:.3f}",
+                    help="Bits per sub-pixel of 8 held-out BSD200 crops given their 2x "
+                         "downscale (lower is better)")
+        for col, (name, m) in zip(c[1:], sets.items(), strict=False):
+            t0 = m.get("temperatures", {}).get("0")
+            if t0:
+                col.metric(f"{name} Y-PSNR (T=0)", f"{t0['psnr_y']:.2f} dB",
+                           delta=f"{t0['psnr_y'] - m['bicubic']['psnr_y']:+.2f} dB vs bicubic")
+        kind = ("conditional normalizing flow" if loaded.config.kind == "cnf"
+                else "factored logistic-mixture baseline")
+        st.markdown(f"- **Name:** `{loaded.name}` — x{loaded.config.scale} super-resolution, "
+                    f"{kind} (`{loaded.config.kind}`)\n"
+                    f"- **Weights sha256:** `{loaded.sha256}`\n"
+                    f"- **Trained on** T91 + BSD200 patches (8 BSD200 images held out)")
+        with st.expander("Architecture and full metadata"):
+            st.json({"config": loaded.config.to_dict(), "meta": meta}, expanded=False)
+
+
 def body() -> None:
     st.title("About vesselflow")
     st.caption(f"vesselflow {__version__}: retinal vessel segmentation with conditional "
@@ -79,6 +109,9 @@ def body() -> None:
         model_card(label, source)
     st.caption(f"Other models: set `{common.MODELS_ENV}` to a JSON object of display name → "
                'model folder before starting the app, e.g. `{"My CNF": "runs/cnf-drive"}`.')
+    st.header("Super-resolution models")
+    for label, source in common.sr_model_choices().items():
+        sr_model_card(label, source)
     st.header("Privacy")
     st.markdown("The app listens on this computer only (127.0.0.1). Uploaded images are "
                 "decoded in memory, never written to disk and never sent anywhere; usage "
