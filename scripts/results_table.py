@@ -32,6 +32,22 @@ def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _training_rows(models: tuple[str, ...]) -> list[str]:
+    """Markdown table of how each shipped model was trained (from its config.json)."""
+    rows = ["| model | command | steps | wall time | hardware | sha256 |",
+            "|---|---|---|---|---|---|"]
+    for m in models:
+        cfg = _load(ROOT / "vesselflow" / "weights" / m / "config.json")
+        if cfg is None:
+            continue
+        t = cfg["meta"].get("training", {})
+        env = t.get("environment") or {}
+        rows.append(f"| {m} | `{t.get('command')}` | {t.get('steps')} | "
+                    f"{t.get('wall_minutes')} min | {t.get('device')}, {env.get('cpus')} CPUs"
+                    f" | `{cfg['meta']['sha256'][:12]}...` |")
+    return rows
+
+
 def build() -> str:
     lines = ["## Results on DRIVE", ""]
     rows = {m: _load(ROOT / "results" / m / "metrics.json") for m in MODELS}
@@ -67,17 +83,7 @@ def build() -> str:
                          f"--samples {r['n_samples']} --out results/{m}")
     lines.append("```")
     lines += ["", "Training (weights shipped in `vesselflow/weights/`, with config, metrics and "
-              "sha256):", "", "| model | command | steps | wall time | hardware | sha256 |",
-              "|---|---|---|---|---|---|"]
-    for m in MODELS:
-        cfg = _load(ROOT / "vesselflow" / "weights" / m / "config.json")
-        if cfg is None:
-            continue
-        t = cfg["meta"].get("training", {})
-        env = t.get("environment") or {}
-        lines.append(f"| {m} | `{t.get('command')}` | {t.get('steps')} | "
-                     f"{t.get('wall_minutes')} min | {t.get('device')}, {env.get('cpus')} CPUs"
-                     f" | `{cfg['meta']['sha256'][:12]}...` |")
+              "sha256):", "", *_training_rows(MODELS)]
     for m in MODELS:
         if (ROOT / "results" / m / "figures" / "pr.png").exists():
             lines += ["", f"![PR curve {m}](results/{m}/figures/pr.png) "
@@ -169,17 +175,7 @@ def build_sr() -> list[str]:
             lines.append(f"vesselflow sr evaluate --model {m} --data ../shared/data/SR "
                          f"--sets {','.join(r['sets'])} --temperatures {temps} "
                          f"--out results/{m}")
-    lines += ["```", "", "| model | command | steps | wall time | hardware | sha256 |",
-              "|---|---|---|---|---|---|"]
-    for m in SR_MODELS:
-        cfg = _load(ROOT / "vesselflow" / "weights" / m / "config.json")
-        if cfg is None:
-            continue
-        t = cfg["meta"].get("training", {})
-        env = t.get("environment") or {}
-        lines.append(f"| {m} | `{t.get('command')}` | {t.get('steps')} | "
-                     f"{t.get('wall_minutes')} min | {t.get('device')}, {env.get('cpus')} CPUs"
-                     f" | `{cfg['meta']['sha256'][:12]}...` |")
+    lines += ["```", "", *_training_rows(SR_MODELS)]
     if cnf and (ROOT / "results" / "sr-cnf" / "figures" / "samples_Set5.png").exists():
         lines += ["", "![sr-cnf samples on Set5](results/sr-cnf/figures/samples_Set5.png)"]
     return lines

@@ -12,6 +12,31 @@ from pathlib import Path
 
 from . import __version__
 
+LOOP_ARGS = ("patch_size", "batch_size", "steps", "minutes", "lr", "warmup", "seed", "device",
+             "resume", "val_every", "ckpt_every", "log_every")
+
+
+def add_loop_arguments(p: argparse.ArgumentParser, *, patch_size: int, batch_size: int,
+                       lr: float, val_every: int, ckpt_every: int, log_every: int) -> None:
+    """The options every training command shares (the fields of ``LoopOptions``)."""
+    p.add_argument("--patch-size", type=int, default=patch_size)
+    p.add_argument("--batch-size", type=int, default=batch_size, help="per process")
+    p.add_argument("--steps", type=int, default=20000, help="maximum optimiser steps")
+    p.add_argument("--minutes", type=float, default=None, help="wall-time budget")
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--val-every", type=int, default=val_every)
+    p.add_argument("--ckpt-every", type=int, default=ckpt_every)
+    p.add_argument("--log-every", type=int, default=log_every)
+
+
+def loop_options(a: argparse.Namespace) -> dict:
+    """The parsed shared training options, as keyword arguments of ``LoopOptions``."""
+    return {k: getattr(a, k) for k in LOOP_ARGS}
+
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a vessel model on DRIVE",
@@ -21,18 +46,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=["cnf", "factored"], required=True)
     p.add_argument("--drive", type=Path, required=True, help="DRIVE folder (training/, test/)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
-    p.add_argument("--patch-size", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=8, help="per process")
-    p.add_argument("--steps", type=int, default=20000, help="maximum optimiser steps")
-    p.add_argument("--minutes", type=float, default=None, help="wall-time budget")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=200)
-    p.add_argument("--log-every", type=int, default=50)
+    add_loop_arguments(p, patch_size=128, batch_size=8, lr=1e-3, val_every=500, ckpt_every=200,
+                       log_every=50)
     p.add_argument("--width", type=int, help="conditioning-network width (default 32)")
     p.add_argument("--flow-steps", type=int, help="flow steps K per level (default 6)")
     p.set_defaults(func=_cmd_train)
@@ -47,11 +62,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     overrides = {k: v for k, v in {"width": a.width, "steps": a.flow_steps}.items()
                  if v is not None}
-    opts = TrainOptions(model=a.model, drive=a.drive, out=a.out, patch_size=a.patch_size,
-                        batch_size=a.batch_size, steps=a.steps, minutes=a.minutes, lr=a.lr,
-                        warmup=a.warmup, seed=a.seed, device=a.device, resume=a.resume,
-                        val_every=a.val_every, ckpt_every=a.ckpt_every,
-                        log_every=a.log_every, model_overrides=overrides)
+    opts = TrainOptions(model=a.model, drive=a.drive, out=a.out, model_overrides=overrides,
+                        **loop_options(a))
     try:
         train(opts)
     except (FileExistsError, FileNotFoundError, ValueError, NonFiniteLossError) as e:

@@ -10,7 +10,6 @@ the second observer's scores when given.
 from __future__ import annotations
 
 import csv
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils import atomic_path, environment, write_json
+from ..utils import atomic_path, environment, write_csv, write_json
 from . import figures
 from .metrics import (
     auc_roc,
@@ -196,10 +195,4 @@ def thin_curve(curve: dict[str, np.ndarray], max_points: int = 2000) -> dict[str
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
+    write_csv(path, rows)

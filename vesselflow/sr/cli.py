@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_loop_arguments
+
     p = sub.add_parser("train", help="train an SR model on T91 + BSD200 patches",
                        description="Train the SR CNF or the factored baseline on random "
                        "aligned patches (LR by MATLAB bicubic). Eight BSD200 images are held "
@@ -35,18 +37,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument("--train-sets", default="T91,BSD200",
                    help="comma-separated folders under --data (default T91,BSD200)")
-    p.add_argument("--patch-size", type=int, default=64, help="HR patch side")
-    p.add_argument("--batch-size", type=int, default=16, help="per process")
-    p.add_argument("--steps", type=int, default=20000, help="maximum optimiser steps")
-    p.add_argument("--minutes", type=float, default=None, help="wall-time budget")
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--val-every", type=int, default=250)
-    p.add_argument("--ckpt-every", type=int, default=100)
-    p.add_argument("--log-every", type=int, default=25)
+    add_loop_arguments(p, patch_size=64, batch_size=16, lr=5e-4, val_every=250,
+                       ckpt_every=100, log_every=25)
     p.add_argument("--features", type=int, help="RRDB width (default 64)")
     p.add_argument("--blocks", type=int, help="number of RRDBs (default 8)")
     p.add_argument("--growth", type=int, help="dense-block growth (default 32)")
@@ -60,6 +52,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _cmd_train(a: argparse.Namespace) -> int:
     import torch
 
+    from ..cli import loop_options
     from ..training.trainer import NonFiniteLossError
     from .training import SRTrainOptions, train_sr
 
@@ -70,11 +63,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         "n_mix": a.n_mix}.items() if v is not None}
     opts = SRTrainOptions(model=a.model, data=a.data, out=a.out,
                           train_sets=tuple(s for s in a.train_sets.split(",") if s),
-                          patch_size=a.patch_size, batch_size=a.batch_size, steps=a.steps,
-                          minutes=a.minutes, lr=a.lr, warmup=a.warmup, seed=a.seed,
-                          device=a.device, resume=a.resume, val_every=a.val_every,
-                          ckpt_every=a.ckpt_every, log_every=a.log_every,
-                          model_overrides=overrides)
+                          model_overrides=overrides, **loop_options(a))
     try:
         train_sr(opts)
     except (FileExistsError, FileNotFoundError, ValueError, OSError,

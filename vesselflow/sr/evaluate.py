@@ -15,8 +15,6 @@ Writes ``OUT/metrics.json``, ``OUT/per_image.csv`` and ``OUT/figures/samples_<se
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import sys
 import time
@@ -178,16 +176,10 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from ..utils import atomic_path
+    from ..utils import write_csv
 
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields)
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()})
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
+    write_csv(path, [{k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}
+                     for r in rows])
 
 
 def crop_box(shape: tuple[int, ...], size: int = 96) -> tuple[slice, slice]:
