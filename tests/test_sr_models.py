@@ -273,3 +273,15 @@ def test_residual_shift_keeps_likelihood_and_starts_at_bicubic() -> None:
     assert sample.shape == hr.shape and sample.dtype == torch.uint8
     torch.testing.assert_close(sample.double(), (base * 256).floor().clamp(0, 255), atol=0,
                                rtol=0)
+
+
+@pytest.mark.parametrize("cls", [SRFlow, SRFactored])
+def test_predict_many_equals_predict_per_temperature(cls: type) -> None:
+    model = cls(TINY).eval()
+    _, lr = _smooth_pair()
+    temps = [0.0, 0.5, 1.0]
+    many = model.predict_many(lr, temps, torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    one = [model.predict(lr, t, g) for t in temps]
+    for a, b in zip(many, one, strict=True):
+        assert a.dtype == torch.uint8 and torch.equal(a, b)

@@ -141,9 +141,10 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
             row["bpd"] = -float(lp[0]) / (hr4.size * math.log(2))
             outs: dict[float, np.ndarray] = {}
             lr_t = to_tensor(lr)[None].to(dev)
-            for t in temperatures:
-                with torch.no_grad():
-                    sr = to_image(model.predict(lr_t, temperature=t, generator=gen)[0])
+            with torch.no_grad():  # conditioning computed once for all temperatures
+                preds = model.predict_many(lr_t, temperatures, generator=gen)
+            for t, pred in zip(temperatures, preds, strict=True):
+                sr = to_image(pred[0])
                 per_t[t].append((psnr_y(sr, hr, s), ssim_y(sr, hr, s)))
                 row[f"psnr_y_t{t:g}"], row[f"ssim_y_t{t:g}"] = per_t[t][-1]
                 outs[t] = sr

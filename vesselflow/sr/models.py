@@ -22,6 +22,7 @@ LR (N, 3, H / s, W / s).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -134,10 +135,15 @@ class _SRBase(nn.Module):
         """Training objective of a batch ``{"hr", "lr"}`` (forward is the loss, for DDP)."""
         return self.loss(batch["hr"], batch["lr"])
 
+    def predict_many(self, lr: Tensor, temperatures: Sequence[float],
+                     generator: torch.Generator | None = None) -> list[Tensor]:
+        raise NotImplementedError
+
     def predict(self, lr: Tensor, temperature: float = 0.0,
                 generator: torch.Generator | None = None) -> Tensor:
-        """One SR image per LR image at ``temperature``: (N, 3, s h, s w) uint8."""
-        return self.sample(lr, 1, temperature, generator)[:, 0]
+        """One SR image per LR image at ``temperature``: (N, 3, s h, s w) uint8 (temperature 0
+        is the model's point estimate)."""
+        return self.predict_many(lr, [temperature], generator)[0]
 
 
 class SRFlow(_SRBase):
@@ -262,6 +268,24 @@ class SRFlow(_SRBase):
                      "bpd_deq": float(parts["log_q"].detach().mean() / d) + 0.0}
 
     # -- sampling -------------------------------------------------------------------------
+    def _padded(self, lr: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """LR as float, edge-padded so HR is divisible by 2^L, and its original (h, w)."""
+        m = max(1, 2**self.config.levels // self.config.scale)
+        h, w = lr.shape[-2:]
+        lr_f = _as_float_image(lr)
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            lr_f = F.pad(lr_f, (0, pw, 0, ph), mode="replicate")
+        return lr_f, (h, w)
+
+    def _to_pixels(self, x: Tensor, lr_f: Tensor, size: tuple[int, int]) -> Tensor:
+        """Flow samples (N, n, 3, H, W) -> uint8 images cropped to ``size`` times the scale."""
+        s = self.config.scale
+        base = self._base(lr_f, x.shape[-2:])
+        x = x + (base.unsqueeze(1) if isinstance(base, Tensor) else base)
+        x = x[..., : size[0] * s, : size[1] * s]
+        return torch.floor(x * 256.0).clamp(0, 255).to(torch.uint8)
+
     @torch.no_grad()
     def sample(self, lr: Tensor, n: int = 1, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> Tensor:
@@ -270,18 +294,19 @@ class SRFlow(_SRBase):
         LR sizes the flow cannot take (HR not divisible by 2^L) are padded by edge replication
         and the result cropped back. Samples map back with ``floor((x + base) * 256)``.
         """
-        s = self.config.scale
-        m = max(1, 2**self.config.levels // s)
-        h, w = lr.shape[-2:]
-        lr_f = _as_float_image(lr)
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            lr_f = F.pad(lr_f, (0, pw, 0, ph), mode="replicate")
+        lr_f, size = self._padded(lr)
         x = self.flow.sample(self.contexts(lr_f), n, temperature, generator=generator)
-        base = self._base(lr_f, x.shape[-2:])
-        x = x + (base.unsqueeze(1) if isinstance(base, Tensor) else base)
-        x = x[..., : h * s, : w * s]
-        return torch.floor(x * 256.0).clamp(0, 255).to(torch.uint8)
+        return self._to_pixels(x, lr_f, size)
+
+    @torch.no_grad()
+    def predict_many(self, lr: Tensor, temperatures: Sequence[float],
+                     generator: torch.Generator | None = None) -> list[Tensor]:
+        """One SR image per LR image at each temperature, the RRDB run once: a list of
+        (N, 3, s h, s w) uint8, the same draws as calling :meth:`predict` per temperature."""
+        lr_f, size = self._padded(lr)
+        contexts = self.contexts(lr_f)
+        return [self._to_pixels(self.flow.sample(contexts, 1, t, generator=generator), lr_f,
+                                size)[:, 0] for t in temperatures]
 
 
 def sigmoid_ladj(eps: Tensor) -> Tensor:
@@ -345,13 +370,16 @@ class SRFactored(_SRBase):
         return torch.stack(draws, dim=1).to(torch.uint8)
 
     @torch.no_grad()
-    def predict(self, lr: Tensor, temperature: float = 0.0,
-                generator: torch.Generator | None = None) -> Tensor:
-        """One SR image per LR image: the rounded mixture mean at temperature 0 (the
-        factored model's best point estimate), else a sample. (N, 3, s h, s w) uint8."""
-        if temperature == 0:
-            return self.mean(lr).round().clamp(0, 255).to(torch.uint8)
-        return self.sample(lr, 1, temperature, generator)[:, 0]
+    def predict_many(self, lr: Tensor, temperatures: Sequence[float],
+                     generator: torch.Generator | None = None) -> list[Tensor]:
+        """One SR image per LR image and temperature, the RRDB run once: the rounded
+        mixture mean at temperature 0 (the factored model's best point estimate), else a
+        sample. A list of (N, 3, s h, s w) uint8."""
+        p = self.params(lr)
+        k = self.config.n_mix
+        return [discretized_logistic_mixture_mean(p, k).round().clamp(0, 255).to(torch.uint8)
+                if t == 0 else sample_discretized_logistic_mixture(p, k, t, generator).to(
+                    torch.uint8) for t in temperatures]
 
     @torch.no_grad()
     def mode(self, lr: Tensor) -> Tensor:
