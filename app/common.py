@@ -109,36 +109,44 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 
 
 # ----------------------------------------------------------------------------- models
-def model_choices() -> dict[str, str]:
-    """Display name -> model source (shipped name or folder), from the environment."""
-    raw = os.environ.get(MODELS_ENV, "").strip()
-    if not raw:
-        return dict(DEFAULT_MODELS)
+def _json_models(env: str, raw: str, hint: str = "") -> dict[str, str]:
+    """Parse a models variable holding a JSON object of display name -> model source."""
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise AppError(f"{MODELS_ENV} is not valid JSON ({exc.msg}); expected an object like "
-                       '{"My model": "path/to/model-folder"}') from exc
+        raise AppError(f"{env} is not valid JSON ({exc.msg}); expected an object like "
+                       '{"My model": "path/to/model-folder"}' + hint) from exc
     if not isinstance(value, dict) or not value or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise AppError(f"{MODELS_ENV} must be a non-empty JSON object of display name -> model "
+        raise AppError(f"{env} must be a non-empty JSON object of display name -> model "
                        "folder (strings)")
     return value
 
 
-def model_problem(source: str) -> str | None:
-    """Why a model cannot be loaded (a sentence for the user), or None when it is there."""
+def model_choices() -> dict[str, str]:
+    """Display name -> model source (shipped name or folder), from the environment."""
+    raw = os.environ.get(MODELS_ENV, "").strip()
+    return _json_models(MODELS_ENV, raw) if raw else dict(DEFAULT_MODELS)
+
+
+def _missing_model(source: str, shipped: tuple[str, ...], how: str) -> str | None:
+    """Why a model folder or shipped name does not resolve (a sentence), or None."""
     try:
-        resolve_model(source)
+        resolve_model(source, shipped)
     except FileNotFoundError:
-        if source in SHIPPED:
+        if source in shipped:
             return (f"The shipped model **{source}** is not installed: its weights are missing "
-                    f"from `{WEIGHTS_DIR / source}`. They are produced by training "
-                    "(see the README, *Training*) and ship with released versions; to use a "
-                    f"model you trained, set `{MODELS_ENV}` (see the About page).")
+                    f"from `{WEIGHTS_DIR / source}`. They are produced by training {how}.")
         return (f"No model found at `{source}`: expected a folder with `model.safetensors` "
                 "and `config.json` (or a training run folder with `best/`).")
     return None
+
+
+def model_problem(source: str) -> str | None:
+    """Why a model cannot be loaded (a sentence for the user), or None when it is there."""
+    return _missing_model(source, SHIPPED, "(see the README, *Training*) and ship with "
+                          "released versions; to use a model you trained, set "
+                          f"`{MODELS_ENV}` (see the About page)")
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
@@ -550,17 +558,7 @@ def sr_model_choices() -> dict[str, str]:
     if not raw:
         return dict(DEFAULT_SR_MODELS)
     if raw.startswith("{"):
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise AppError(f"{SR_MODELS_ENV} is not valid JSON ({exc.msg}); expected an object "
-                           'like {"My SR model": "path/to/model-folder"} or a comma-separated '
-                           "list of model folders") from exc
-        if not isinstance(value, dict) or not value or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise AppError(f"{SR_MODELS_ENV} must be a non-empty JSON object of display name -> "
-                           "model folder (strings)")
-        return value
+        return _json_models(SR_MODELS_ENV, raw, " or a comma-separated list of model folders")
     out: dict[str, str] = {}
     for source in (s.strip() for s in raw.split(",")):
         if not source:
@@ -580,17 +578,9 @@ def sr_model_problem(source: str) -> str | None:
     """Why an SR model cannot be loaded (a sentence for the user), or None when it is there."""
     from vesselflow.sr.io import SR_SHIPPED
 
-    try:
-        resolve_model(source, SR_SHIPPED)
-    except FileNotFoundError:
-        if source in SR_SHIPPED:
-            return (f"The shipped model **{source}** is not installed: its weights are missing "
-                    f"from `{WEIGHTS_DIR / source}`. They are produced by training "
-                    "(`vesselflow sr train`) and ship with released versions; to use a model "
-                    f"you trained, set `{SR_MODELS_ENV}` to its folder.")
-        return (f"No model found at `{source}`: expected a folder with `model.safetensors` "
-                "and `config.json` (or a training run folder with `best/`).")
-    return None
+    return _missing_model(source, SR_SHIPPED, "(`vesselflow sr train`) and ship with released "
+                          f"versions; to use a model you trained, set `{SR_MODELS_ENV}` to its "
+                          "folder")
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the super-resolution model…")

@@ -14,16 +14,14 @@ hardware, and the weights' sha256), plus a short ``MODEL_CARD.md``.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
+from shipping import read_run, ship, training_meta
 
 from vesselflow.evaluation.metrics import in_fov, uncertainty_reference
 from vesselflow.inference import sample_stats
-from vesselflow.models import load_model, save_model
-from vesselflow.models.io import WEIGHTS_DIR
+from vesselflow.models import load_model
 
 TEST_KEYS = ("bpd", "max_f1", "f1", "threshold", "precision", "recall", "auc_roc",
              "average_precision", "ece", "sample_precision", "sample_recall", "human",
@@ -40,11 +38,7 @@ def main() -> None:
     a = ap.parse_args()
 
     loaded = load_model(a.run / "best")
-    run_cfg = json.loads((a.run / "config.json").read_text())
-    summary = json.loads((a.run / "summary.json").read_text())
-    test = json.loads((a.eval / "metrics.json").read_text()) if a.eval else None
-    if test and test["model"]["sha256"] != loaded.sha256:
-        raise SystemExit(f"{a.eval} evaluated other weights than {a.run / 'best'}")
+    run_cfg, summary, test = read_run(a.run, a.eval, loaded.sha256)
 
     from vesselflow.data.drive import DriveDataset
 
@@ -61,32 +55,18 @@ def main() -> None:
         "uncertainty_reference": uncertainty_reference(per_image),
         "val_mean_uncertainty": per_image,
         "test_metrics": {k: test[k] for k in TEST_KEYS if k in test} if test else None,
-        "training": {"command": run_cfg.get("command"), "options": run_cfg.get("train"),
-                     "steps": summary.get("steps"), "wall_minutes": summary.get("wall_minutes"),
-                     "device": run_cfg.get("device"), "environment": run_cfg.get("environment"),
-                     "data": "DRIVE training images 22-26, 28-32, 34-38, 40 (16); "
-                             "validation 21, 27, 33, 39"},
+        "training": training_meta(run_cfg, summary, "DRIVE training images 22-26, 28-32, "
+                                  "34-38, 40 (16); validation 21, 27, 33, 39"),
     }
-    dest = WEIGHTS_DIR / a.name
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    digest = save_model(loaded.model, tmp, meta)
     t = meta["test_metrics"]
-    results = (f"- DRIVE test ({t['n_images']} images, {t['n_samples']} samples): bpd "
-               f"{t['bpd']:.4f}, max F1 {t['max_f1']:.4f}, F1 at threshold {t['f1']:.4f}, "
-               f"AUC {t['auc_roc']:.4f}\n") if t else "- DRIVE test: not evaluated yet\n"
-    (tmp / "MODEL_CARD.md").write_text(
-        f"# {a.name}\n\nvesselflow {loaded.config.kind} model for retinal vessel segmentation, "
-        f"trained on DRIVE's training split. Research use only, not for diagnosis.\n\n"
-        f"- sha256 of model.safetensors: `{digest}`\n"
-        f"- a-priori threshold (DRIVE validation): {meta.get('threshold', 0.5):.4f}\n"
-        f"{results}"
-        f"- trained with `{meta['training']['command']}` for {summary.get('steps')} steps, "
-        f"{summary.get('wall_minutes')} min on {run_cfg.get('device')} "
-        f"({run_cfg.get('environment', {}).get('cpus')} CPUs)\n"
-        f"- config: see config.json\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    facts = [f"- a-priori threshold (DRIVE validation): {meta.get('threshold', 0.5):.4f}",
+             f"- DRIVE test ({t['n_images']} images, {t['n_samples']} samples): bpd "
+             f"{t['bpd']:.4f}, max F1 {t['max_f1']:.4f}, F1 at threshold {t['f1']:.4f}, "
+             f"AUC {t['auc_roc']:.4f}" if t else "- DRIVE test: not evaluated yet"]
+    dest, digest = ship(a.name, loaded.model, meta,
+                        f"vesselflow {loaded.config.kind} model for retinal vessel "
+                        "segmentation, trained on DRIVE's training split. Research use only, "
+                        "not for diagnosis.", facts)
     print(f"shipped {a.name} -> {dest} (sha256 {digest[:16]}..., "
           f"uncertainty reference {meta['uncertainty_reference']:.4f}, val per-image "
           f"{np.round(per_image, 4).tolist()})")

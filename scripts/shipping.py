@@ -1,0 +1,53 @@
+"""What ``ship_model.py`` and ``ship_sr_model.py`` share: reading a run's provenance, and
+writing ``vesselflow/weights/<name>/`` as a whole (built beside it, then swapped in)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vesselflow.models.io import WEIGHTS_DIR, save_model
+
+
+def read_run(run: Path, evaluation: Path | None, sha256: str
+             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """The run's config.json and summary.json, and the evaluation's metrics.json (if given),
+    refusing an evaluation of other weights than ``run/best``."""
+    run_cfg = json.loads((run / "config.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    test = json.loads((evaluation / "metrics.json").read_text()) if evaluation else None
+    if test and test["model"]["sha256"] != sha256:
+        raise SystemExit(f"{evaluation} evaluated other weights than {run / 'best'}")
+    return run_cfg, summary, test
+
+
+def training_meta(run_cfg: dict[str, Any], summary: dict[str, Any], data: str
+                  ) -> dict[str, Any]:
+    """How the weights were made: command, options, steps, wall time, hardware, data."""
+    return {"command": run_cfg.get("command"), "options": run_cfg.get("train"),
+            "steps": summary.get("steps"), "wall_minutes": summary.get("wall_minutes"),
+            "device": run_cfg.get("device"), "environment": run_cfg.get("environment"),
+            "data": data}
+
+
+def ship(name: str, model: torch.nn.Module, meta: dict[str, Any], intro: str,
+         facts: list[str]) -> tuple[Path, str]:
+    """Write weights, config and MODEL_CARD.md (``intro``, the sha256, ``facts`` and how it
+    was trained) to ``vesselflow/weights/<name>/`` as a whole; returns (folder, sha256)."""
+    dest = WEIGHTS_DIR / name
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    digest = save_model(model, tmp, meta)
+    t = meta["training"]
+    lines = [f"- sha256 of model.safetensors: `{digest}`", *facts,
+             f"- trained with `{t['command']}` for {t['steps']} steps, {t['wall_minutes']} min "
+             f"on {t['device']} ({(t.get('environment') or {}).get('cpus')} CPUs)",
+             "- config: see config.json"]
+    (tmp / "MODEL_CARD.md").write_text(f"# {name}\n\n{intro}\n\n" + "\n".join(lines) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest, digest
