@@ -39,10 +39,12 @@ def test_evaluate_on_drive(drive_dir: Path, tiny_model: Path, tmp_path: Path) ->
     m = json.loads((out / "metrics.json").read_text())
     assert KEYS <= set(m) and m["n_images"] == 2 and m["n_samples"] == 3
     assert 0 < m["bpd"] < 2 and 0 <= m["max_f1"] <= 1 and m["threshold"] == 0.5
+    # DRIVE also gets the paper's convention: bpd over a 1024 x 1024 zero-padded canvas.
+    assert m["canvas"] == 1024 and 0 < m["bpd_canvas"] < 2
     # The second observer against the first on these two images (DRIVE: F1 around 0.79).
     assert 0.7 < m["human"]["f1"] < 0.9
     rows = list(csv.DictReader((out / "per_image.csv").open()))
-    assert [r["id"] for r in rows] == ["01_test", "02_test"]
+    assert [r["id"] for r in rows] == ["01_test", "02_test"] and "bpd_canvas" in rows[0]
     for fig in ("pr.png", "sample_scatter.png", "reliability.png", "maps_01_test.png"):
         assert (out / "figures" / fig).stat().st_size > 1000
     assert np.load(out / "curves.npz")["sample_points"].shape == (6, 2)
@@ -58,6 +60,7 @@ def test_evaluate_pairs_csv_detects_the_fov(tiny_model: Path, tmp_path: Path) ->
                  "--samples", "2", "--out", str(out), "--device", "cpu"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["fov"] == "detected" and m["human"] is None and m["n_images"] == 1
+    assert m["bpd_canvas"] is None and m["canvas"] is None
 
 
 def test_evaluate_reports_bad_inputs(tiny_model: Path, tmp_path: Path, capsys) -> None:

@@ -90,6 +90,22 @@ def test_log_likelihood_pads_and_bpd_uses_original_pixels() -> None:
     assert bpd(ll, 18 * 22) == pytest.approx(-ll / (18 * 22 * math.log(2)))
 
 
+def test_log_likelihood_on_a_canvas_is_the_zero_padded_square() -> None:
+    m = _perturbed("factored")
+    img = np.random.default_rng(1).random((18, 22, 3), dtype=np.float32)
+    label = np.random.default_rng(2).random((18, 22)) > 0.8
+    big_img = np.zeros((24, 24, 3), np.float32)
+    big_img[:18, :22] = img
+    big_label = np.zeros((24, 24), bool)
+    big_label[:18, :22] = label
+    on_canvas = log_likelihood(m, img, label, canvas=24)
+    assert on_canvas == pytest.approx(log_likelihood(m, big_img, big_label), rel=1e-6)
+    assert on_canvas != pytest.approx(log_likelihood(m, img, label), rel=1e-3)
+    for bad in (20, 26):  # smaller than the image; not a multiple of 4
+        with pytest.raises(ValueError, match="canvas"):
+            log_likelihood(m, img, label, canvas=bad)
+
+
 def test_save_load_round_trip_and_corruption(tmp_path) -> None:
     m = _perturbed("cnf")
     digest = save_model(m, tmp_path / "m", {"threshold": 0.4})

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .data.padding import crop_padding, pad_to_multiple
@@ -150,17 +151,32 @@ def sample_stats(model: VesselModel, image: np.ndarray | Tensor, n: int = 16,
 
 @torch.inference_mode()
 def log_likelihood(model: VesselModel, image: np.ndarray | Tensor, label: np.ndarray | Tensor,
-                   device: str = "cpu", n_bound_samples: int = 1) -> float:
+                   device: str = "cpu", n_bound_samples: int = 1,
+                   canvas: int | None = None) -> float:
     """log P(label | image) in nats (a lower bound for the CNF, averaged over samples).
 
     Image and label are padded (black image, background label); the padded pixels are then
     nearly free, and bits per dimension are reported over the ORIGINAL pixel count, so the
     padding can only make bpd look worse, never better.
+
+    With ``canvas`` = N both are instead padded to N x N (bottom/right), and the result is the
+    likelihood of the whole canvas: the paper trains on DRIVE padded to 1024 x 1024, and bpd
+    over that canvas (N * N dimensions) is how its numbers read (see ``evaluate``).
     """
-    x, _ = prepare(image, device)
+    x = to_tensor_image(image)
     y = label if isinstance(label, Tensor) else torch.from_numpy(np.asarray(label))
     y = y.float().reshape(1, 1, *y.shape[-2:])
-    y, _ = pad_to_multiple(y, MULTIPLE, mode="constant")
+    if canvas is None:
+        x, _ = prepare(x, device)
+        y, _ = pad_to_multiple(y, MULTIPLE, mode="constant")
+    else:
+        h, w = y.shape[-2:]
+        if canvas % MULTIPLE or h > canvas or w > canvas:
+            raise ValueError(f"canvas {canvas} must be a multiple of {MULTIPLE} and at least "
+                             f"the image size {h}x{w}")
+        x = F.pad(x, (0, canvas - w, 0, canvas - h))
+        y = F.pad(y, (0, canvas - w, 0, canvas - h))
+        x, _ = prepare(x, device)
     y = y.to(device)
     feats = model.features(x)
     lls = [model.log_likelihood(x, y, feats).item() for _ in range(n_bound_samples)]
