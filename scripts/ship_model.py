@@ -25,7 +25,7 @@ from vesselflow.models import load_model
 
 TEST_KEYS = ("bpd", "max_f1", "f1", "threshold", "precision", "recall", "auc_roc",
              "average_precision", "ece", "sample_precision", "sample_recall", "human",
-             "n_images", "n_samples")
+             "n_images", "n_samples", "bpd_canvas", "canvas")
 
 
 def main() -> None:
@@ -61,7 +61,8 @@ def main() -> None:
     t = meta["test_metrics"]
     facts = [f"- a-priori threshold (DRIVE validation): {meta.get('threshold', 0.5):.4f}",
              f"- DRIVE test ({t['n_images']} images, {t['n_samples']} samples): bpd "
-             f"{t['bpd']:.4f}, max F1 {t['max_f1']:.4f}, F1 at threshold {t['f1']:.4f}, "
+             f"{t['bpd']:.4f}{_canvas_note(t)}, max F1 {t['max_f1']:.4f}, "
+             f"F1 at threshold {t['f1']:.4f}, "
              f"AUC {t['auc_roc']:.4f}" if t else "- DRIVE test: not evaluated yet"]
     dest, digest = ship(a.name, loaded.model, meta,
                         f"vesselflow {loaded.config.kind} model for retinal vessel "
@@ -70,6 +71,12 @@ def main() -> None:
     print(f"shipped {a.name} -> {dest} (sha256 {digest[:16]}..., "
           f"uncertainty reference {meta['uncertainty_reference']:.4f}, val per-image "
           f"{np.round(per_image, 4).tolist()})")
+
+
+def _canvas_note(t: dict) -> str:
+    if t.get("bpd_canvas") is None:
+        return ""
+    return f" ({t['bpd_canvas']:.4f} per pixel of the {t['canvas']}x{t['canvas']} canvas)"
 
 
 if __name__ == "__main__":
