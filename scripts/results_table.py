@@ -16,6 +16,8 @@ import json
 import re
 from pathlib import Path
 
+from shipping import commands
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("cnf-drive", "factored-drive")
 PAPER = {"cnf-drive": (0.0254, 0.819), "factored-drive": (0.0647, 0.815)}
@@ -42,7 +44,7 @@ def _training_rows(models: tuple[str, ...]) -> list[str]:
             continue
         t = cfg["meta"].get("training", {})
         env = t.get("environment") or {}
-        rows.append(f"| {m} | `{t.get('command')}` | {t.get('steps')} | "
+        rows.append(f"| {m} | {commands(t)} | {t.get('steps')} | "
                     f"{t.get('wall_minutes')} min | {t.get('device')}, {env.get('cpus')} CPUs"
                     f" | `{cfg['meta']['sha256'][:12]}...` |")
     return rows

@@ -28,10 +28,21 @@ def read_run(run: Path, evaluation: Path | None, sha256: str
 def training_meta(run_cfg: dict[str, Any], summary: dict[str, Any], data: str
                   ) -> dict[str, Any]:
     """How the weights were made: command, options, steps, wall time, hardware, data."""
-    return {"command": run_cfg.get("command"), "options": run_cfg.get("train"),
+    return {"command": run_cfg.get("command"), "history": run_cfg.get("history"),
+            "options": run_cfg.get("train"),
             "steps": summary.get("steps"), "wall_minutes": summary.get("wall_minutes"),
             "device": run_cfg.get("device"), "environment": run_cfg.get("environment"),
             "data": data}
+
+
+def commands(training: dict[str, Any]) -> str:
+    """The training command(s) in Markdown: a resumed run lists each invocation in order."""
+    history = training.get("history") or []
+    if len(history) < 2:
+        return f"`{training.get('command')}`"
+    return ", then ".join(f"`{h['command']}`" + (f" (from step {h['from_step']})"
+                                                 if h["from_step"] else "")
+                          for h in history)
 
 
 def ship(name: str, model: torch.nn.Module, meta: dict[str, Any], intro: str,
@@ -44,7 +55,7 @@ def ship(name: str, model: torch.nn.Module, meta: dict[str, Any], intro: str,
     digest = save_model(model, tmp, meta)
     t = meta["training"]
     lines = [f"- sha256 of model.safetensors: `{digest}`", *facts,
-             f"- trained with `{t['command']}` for {t['steps']} steps, {t['wall_minutes']} min "
+             f"- trained with {commands(t)} for {t['steps']} steps, {t['wall_minutes']} min "
              f"on {t['device']} ({(t.get('environment') or {}).get('cpus')} CPUs)",
              "- config: see config.json"]
     (tmp / "MODEL_CARD.md").write_text(f"# {name}\n\n{intro}\n\n" + "\n".join(lines) + "\n")

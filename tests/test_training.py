@@ -43,6 +43,8 @@ def test_train_writes_a_run_and_resumes(drive_dir: Path, tmp_path: Path) -> None
     assert summary["steps"] == 6
     steps = [json.loads(line).get("step") for line in (run / "metrics.jsonl").open()]
     assert 5 in steps and steps.count(1) == 1  # resumed at 4, did not start over
+    history = json.loads((run / "config.json").read_text())["history"]
+    assert [h["from_step"] for h in history] == [0, 4]  # both invocations are on record
 
 
 def test_checkpoint_swap_survives_a_crash_between_renames(tmp_path: Path) -> None:

@@ -172,10 +172,12 @@ def fit(opts: LoopOptions, task: TrainTask) -> dict[str, Any]:
     torch.manual_seed(opts.seed)
 
     cfg_path = run / "config.json"
+    saved: dict = {}
     if opts.resume and cfg_path.exists():
         import json
 
-        config = task.config(json.loads(cfg_path.read_text())["model"])
+        saved = json.loads(cfg_path.read_text())
+        config = task.config(saved["model"])
     elif not opts.resume and (run / "last").exists():
         raise FileExistsError(f"{run} already holds a training run: pass --resume to continue "
                               f"it or choose another --out")
@@ -199,8 +201,14 @@ def fit(opts: LoopOptions, task: TrainTask) -> dict[str, Any]:
             elapsed_before = state.get("elapsed", 0.0)
             say(f"resumed {run} at step {step} (best validation bpd {best:.4f})")
     if is_main:
+        command = shlex.join(sys.argv)
+        # Every invocation that trained this run, so a resumed run's provenance is complete.
+        history = saved.get("history") or ([{"command": saved["command"], "from_step": 0}]
+                                           if saved.get("command") else [])
+        history = [*history, {"command": command, "from_step": step,
+                              "from_minutes": round(elapsed_before / 60, 2)}]
         write_json(cfg_path, {"model": config.to_dict(), "train": opts.to_dict(),
-                              "command": shlex.join(sys.argv), "world_size": world,
+                              "command": command, "history": history, "world_size": world,
                               "device": device, "environment": environment()})
 
     batches = task.batches(rank, step)
