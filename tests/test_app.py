@@ -43,7 +43,12 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     out = {}
     for kind, label in (("cnf", "Tiny CNF"), ("factored", "Tiny factored")):
         model = build_model(VesselConfig(kind=kind, **TINY))
-        save_model(model, folder / kind, meta={"threshold": 0.5})
+        meta: dict = {"threshold": 0.5}
+        if kind == "cnf":  # as ship_model.py stores them; the About page shows them
+            meta["test_metrics"] = {"max_f1": 0.8123, "f1": 0.8012, "bpd": 0.0712,
+                                    "bpd_canvas": 0.0229, "canvas": 1024, "n_images": 20,
+                                    "n_samples": 100}
+        save_model(model, folder / kind, meta=meta)
         out[label] = str(folder / kind)
     return out
 
@@ -344,6 +349,9 @@ def test_about_and_superres_pages(tiny_models: dict[str, str]) -> None:
     assert "Not intended for" in text
     for folder in tiny_models.values():
         assert sha256_file(Path(folder) / "model.safetensors") in text
+    assert ("max F1 0.8123, F1 at the a-priori threshold 0.8012, 0.0712 bits per pixel "
+            "(0.0229 per pixel of the 1024² zero-padded canvas" in text)
+    assert text.count("**DRIVE test**") == 1  # the factored tiny model has no test results
     at.switch_page("views/superres.py").run()
     assert_clean(at)
     assert any("Upload an image to enlarge it" in i.value for i in at.info)

@@ -64,9 +64,27 @@ def model_card(label: str, source: str) -> None:
             f"- **Name:** `{loaded.name}` — {'conditional normalizing flow' if loaded.config.kind == 'cnf' else 'factored per-pixel baseline'} (`{loaded.config.kind}`)\n"  # noqa: E501
             f"- **Weights sha256:** `{loaded.sha256}`\n"
             f"- **Location:** `{loaded.path}`\n"
-            f"- **Training step of the kept checkpoint:** {meta.get('step', '–')}")
+            f"- **Training step of the kept checkpoint:** {meta.get('step', '–')}"
+            f"{_test_line(meta)}")
         with st.expander("Architecture and full metadata"):
             st.json({"config": loaded.config.to_dict(), "meta": meta}, expanded=False)
+
+
+def _test_line(meta: dict) -> str:
+    """The DRIVE test results stored with shipped weights, as one Markdown list item."""
+    t = meta.get("test_metrics")
+    if not isinstance(t, dict) or _metric(t, "max_f1") is None:
+        return ""
+    line = (f"\n- **DRIVE test** ({t.get('n_images')} images, {t.get('n_samples')} samples, "
+            f"first observer): max F1 {t['max_f1']:.4f}")
+    if _metric(t, "f1") is not None:
+        line += f", F1 at the a-priori threshold {t['f1']:.4f}"
+    if _metric(t, "bpd") is not None:
+        line += f", {t['bpd']:.4f} bits per pixel"
+    if _metric(t, "bpd_canvas") is not None:
+        line += (f" ({t['bpd_canvas']:.4f} per pixel of the {t.get('canvas')}² zero-padded "
+                 "canvas, the paper's convention)")
+    return line
 
 
 def sr_model_card(label: str, source: str) -> None:
