@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data.padding import crop_padding, pad_to_multiple
+from .data.padding import crop_padding, pad_to_multiple, padded_size
 from .flows import cached_context
 from .models import MULTIPLE, VesselFactored, VesselModel
 
@@ -166,18 +166,17 @@ def log_likelihood(model: VesselModel, image: np.ndarray | Tensor, label: np.nda
     x = to_tensor_image(image)
     y = label if isinstance(label, Tensor) else torch.from_numpy(np.asarray(label))
     y = y.float().reshape(1, 1, *y.shape[-2:])
+    h, w = y.shape[-2:]
     if canvas is None:
-        x, _ = prepare(x, device)
-        y, _ = pad_to_multiple(y, MULTIPLE, mode="constant")
+        size = (padded_size(h, MULTIPLE), padded_size(w, MULTIPLE))
+    elif canvas % MULTIPLE or h > canvas or w > canvas:
+        raise ValueError(f"canvas {canvas} must be a multiple of {MULTIPLE} and at least "
+                         f"the image size {h}x{w}")
     else:
-        h, w = y.shape[-2:]
-        if canvas % MULTIPLE or h > canvas or w > canvas:
-            raise ValueError(f"canvas {canvas} must be a multiple of {MULTIPLE} and at least "
-                             f"the image size {h}x{w}")
-        x = F.pad(x, (0, canvas - w, 0, canvas - h))
-        y = F.pad(y, (0, canvas - w, 0, canvas - h))
-        x, _ = prepare(x, device)
-    y = y.to(device)
+        size = (canvas, canvas)
+    pad = (0, size[1] - w, 0, size[0] - h)  # zeros at the bottom/right, for image and label
+    x, _ = prepare(F.pad(x, pad), device)
+    y = F.pad(y, pad).to(device)
     feats = model.features(x)
     lls = [model.log_likelihood(x, y, feats).item() for _ in range(n_bound_samples)]
     return float(np.mean(lls))
