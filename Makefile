@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 app: $(STAMP)
-	$(VENV)/bin/streamlit run app/main.py --server.port $(PORT)
+	$(VENV)/bin/vesselflow app --port $(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

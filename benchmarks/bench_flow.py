@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from vesselflow.flows import cached_context
-from vesselflow.models import VesselConfig, build_model
-from vesselflow.utils import environment
+from vesselflow.runtime import environment
+from vesselflow.vessel.models import VesselConfig, build_model
 
 
 def _peak_mb() -> float:

@@ -4,14 +4,14 @@ Usage::
 
     python data_prep/prepare_drive.py SRC [SRC ...] --out DEST [--force]
 
-Same as ``vesselflow prepare-drive``; see :mod:`vesselflow.data.prepare_cli`.
+Same as ``vesselflow prepare-drive``; see :mod:`vesselflow.cli.prepare`.
 """
 
 from __future__ import annotations
 
 import sys
 
-from vesselflow.data.prepare_cli import main
+from vesselflow.cli.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from shipping import read_run, ship, training_meta
 
-from vesselflow.evaluation.metrics import in_fov, uncertainty_reference
-from vesselflow.inference import sample_stats
-from vesselflow.models import load_model
+from vesselflow.vessel.evaluation.metrics import in_fov, uncertainty_reference
+from vesselflow.vessel.inference import sample_stats
+from vesselflow.vessel.models import load_model
 
 TEST_KEYS = ("bpd", "max_f1", "f1", "threshold", "precision", "recall", "auc_roc",
              "average_precision", "ece", "sample_precision", "sample_recall", "human",
@@ -40,7 +40,7 @@ def main() -> None:
     loaded = load_model(a.run / "best")
     run_cfg, summary, test = read_run(a.run, a.eval, loaded.sha256)
 
-    from vesselflow.data.drive import DriveDataset
+    from vesselflow.vessel.data.drive import DriveDataset
 
     print("measuring the uncertainty reference on the validation split ...", flush=True)
     val = DriveDataset(a.drive, "val")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from shipping import read_run, ship, training_meta
 
-from vesselflow.sr.io import load_sr_model
+from vesselflow.sr.weights import load_sr_model
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from vesselflow.models.io import WEIGHTS_DIR, save_model
+from vesselflow.io.weights import WEIGHTS_DIR, save_model
 
 
 def read_run(run: Path, evaluation: Path | None, sha256: str

@@ -1,8 +1,10 @@
-"""Shared pytest fixtures: where the real datasets live.
+"""Shared test configuration, defined once: where the real datasets live and the tiny model
+configurations every test family builds its models from.
 
 Datasets are never copied into the repository. They are read from ``../shared/data`` next to the
 repository root, or from the folder named by the ``VESSELFLOW_DATA`` environment variable; tests
-that need them skip with a clear reason when they are absent.
+that need them skip with a clear reason when they are absent. Test modules import the
+constants below with ``from conftest import ...`` (``tests/`` is on pytest's pythonpath).
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ from pathlib import Path
 
 import pytest
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+
+TINY_VESSEL = {"width": 4, "steps": 1, "hidden": (4, 4), "deq_steps": 1, "deq_hidden": 4,
+               "deq_width": 4}
+"""``VesselConfig`` overrides of a tiny, fast vessel model (CNF or factored)."""
+
+TINY_SR = {"features": 8, "blocks": 1, "growth": 8, "steps": 2, "hidden": 16, "n_mix": 3}
+"""``SRConfig`` overrides of a tiny SR model (flow or factored)."""
 
 
 def data_dir() -> Path:
     """The shared data folder (``VESSELFLOW_DATA`` overrides the default ``../shared/data``)."""
-    return Path(os.environ.get("VESSELFLOW_DATA", DEFAULT_DATA_DIR)).expanduser()
+    return Path(os.environ.get("VESSELFLOW_DATA", DEFAULT_DATA_DIR)).expanduser().resolve()
 
 
 @pytest.fixture(scope="session")

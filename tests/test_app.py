@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import zipfile
 from pathlib import Path
 
@@ -19,8 +18,7 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "app" / "main.py"
-sys.path.insert(0, str(APP.parent))  # the pages import `common` from app/, as streamlit does
+APP = REPO / "vesselflow" / "app" / "main.py"
 
 TIMEOUT = 90  # seconds per script run; generous for a loaded 2-core machine
 TINY = {"width": 4, "steps": 1, "hidden": (4, 4), "deq_steps": 1, "deq_hidden": 4,
@@ -36,7 +34,7 @@ def _data_dir() -> Path:
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     import torch
 
-    from vesselflow.models import VesselConfig, build_model, save_model
+    from vesselflow.vessel.models import VesselConfig, build_model, save_model
 
     folder = tmp_path_factory.mktemp("app_models")
     torch.manual_seed(0)
@@ -60,7 +58,7 @@ TINY_SR = {"features": 8, "blocks": 1, "growth": 8, "steps": 2, "hidden": 16, "n
 def tiny_sr_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     import torch
 
-    from vesselflow.models.io import save_model
+    from vesselflow.io.weights import save_model
     from vesselflow.sr.models import SRConfig, build_sr_model
 
     folder = tmp_path_factory.mktemp("app_sr_models")
@@ -104,7 +102,7 @@ def png(arr: np.ndarray, mode: str | None = None) -> bytes:
 
 
 def fundus(size: int = 160, seed: int = 1) -> dict[str, np.ndarray]:
-    from vesselflow.data.synthetic import synthetic_fundus
+    from vesselflow.vessel.data.synthetic import synthetic_fundus
 
     return synthetic_fundus((size, size), seed=seed)
 
@@ -172,7 +170,7 @@ def test_threshold_and_review_reference_come_from_the_model(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import torch
 
-    from vesselflow.models import VesselConfig, build_model, save_model
+    from vesselflow.vessel.models import VesselConfig, build_model, save_model
 
     torch.manual_seed(0)
     save_model(build_model(VesselConfig(kind="cnf", **TINY)), tmp_path / "m",
@@ -260,13 +258,12 @@ def test_missing_or_misconfigured_models_give_a_clear_message(
 
 def test_missing_shipped_weights_are_explained(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:
-    import common
-
-    import vesselflow.models.io as model_io
+    import vesselflow.io.weights as model_io
+    from vesselflow.app import models
 
     monkeypatch.setattr(model_io, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(common, "WEIGHTS_DIR", tmp_path)
-    message = common.model_problem("cnf-drive")
+    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
+    message = models.model_problem("cnf-drive")
     assert "shipped model **cnf-drive** is not installed" in message
     assert "VESSELFLOW_APP_MODELS" in message
 
@@ -341,7 +338,7 @@ def test_evaluate_on_a_drive_test_image(monkeypatch: pytest.MonkeyPatch) -> None
 
 # ----------------------------------------------------------------------------- other pages
 def test_about_and_superres_pages(tiny_models: dict[str, str]) -> None:
-    from vesselflow.utils import sha256_file
+    from vesselflow.io.files import sha256_file
 
     at = run_app("views/about.py")
     assert_clean(at)
@@ -417,12 +414,11 @@ def test_superres_factored_model_on_a_set5_image(monkeypatch: pytest.MonkeyPatch
 
 def test_superres_without_models_explains_why(monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
-    import common
-
-    import vesselflow.models.io as model_io
+    import vesselflow.io.weights as model_io
+    from vesselflow.app import models
 
     monkeypatch.setattr(model_io, "WEIGHTS_DIR", tmp_path)  # no shipped sr-cnf / sr-factored
-    monkeypatch.setattr(common, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
     monkeypatch.delenv("VESSELFLOW_APP_SR_MODELS")
     at = run_app("views/superres.py")
     assert_clean(at)
@@ -468,48 +464,53 @@ def test_superres_bad_and_oversized_uploads(tiny_sr_models: dict[str, str]) -> N
 
 def test_superres_helpers(tiny_models: dict[str, str], tiny_sr_models: dict[str, str],
                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import common
+    import torch
 
+    from vesselflow.app import config, guard, inputs, models, upscaling
     from vesselflow.sr.data import to_image, to_tensor
-    from vesselflow.sr.io import load_sr_model
+    from vesselflow.sr.inference import batch_size_for, draw_samples, point_estimate
+    from vesselflow.sr.weights import load_sr_model
 
     # The factored model's point estimate is predict() at temperature 0 (its mixture mean).
     factored = load_sr_model(tiny_sr_models["Tiny SR factored"])
     lr = (np.random.default_rng(1).random((12, 10, 3)) * 255).astype(np.uint8)
-    steps = []
-    point = common.sr_point_estimate(factored.model, lr, callback=steps.append)
+    point = point_estimate(factored.model, lr)
     expected = to_image(factored.model.predict(to_tensor(lr)[None], 0.0)[0])
     assert np.array_equal(point, expected) and point.shape == (24, 20, 3)
-    assert steps == [1.0]
-    # Samples: batched, reproducible from the seed.
+    # Samples: batched, reproducible from the seed, the same in one batch or several.
     flow = load_sr_model(tiny_sr_models["Tiny SR flow"])
-    a = common.sr_samples(flow.model, lr, 3, 0.8, seed=5)
-    b = common.sr_samples(flow.model, lr, 3, 0.8, seed=5)
+    steps: list[int] = []
+    a = draw_samples(flow.model, lr, 3, 0.8, torch.Generator().manual_seed(5), batch=2,
+                     callback=steps.append)
+    b = draw_samples(flow.model, lr, 3, 0.8, torch.Generator().manual_seed(5), batch=2)
     assert a.shape == (3, 24, 20, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
-    assert common.sr_batch_size((12, 10), 8) == 8
-    assert common.sr_batch_size((1000, 1000), 8) == 1
+    assert steps == [2, 3]
+    assert batch_size_for((12, 10), 8) == 8
+    assert batch_size_for((1000, 1000), 8) == 1
     # Case, result, metrics, zip and run.json.
-    item = common.InputImage("photo.jpeg", "abc", np.random.default_rng(2).random(
+    item = inputs.InputImage("photo.jpeg", "abc", np.random.default_rng(2).random(
         (50, 41, 3)).astype(np.float32))
-    case = common.sr_case(item, "simulate", crop=30)
+    case = upscaling.sr_case(item, "simulate", crop=30)
     assert case.lr.shape == (15, 15, 3) and case.hr.shape == (30, 30, 3)
     assert case.crop == (10, 5, 30, 30) and case.bicubic.shape == (30, 30, 3)
-    params = common.SRParams(temperature=0.5, n=2, seed=7, crop=30)
-    samples = common.sr_samples(flow.model, case.lr, 2, 0.5, seed=7)
+    params = upscaling.SRParams(temperature=0.5, n=2, seed=7, crop=30)
+    samples = draw_samples(flow.model, case.lr, 2, 0.5, torch.Generator().manual_seed(7))
     mean = samples.astype(np.float32).mean(0)
-    result = common.SRResult(common.sr_point_estimate(flow.model, case.lr), samples, mean,
-                             np.zeros((30, 30), np.float32), 2, {"samples": 0.1})
-    metrics = common.sr_metrics(case, result)
+    result = upscaling.SRResult(point_estimate(flow.model, case.lr), samples, mean,
+                                np.zeros((30, 30), np.float32), 2, {"samples": 0.1})
+    metrics = upscaling.sr_metrics(case, result)
     assert metrics[0]["output"] == "Bicubic (MATLAB imresize)"
-    with zipfile.ZipFile(io.BytesIO(common.sr_zip(flow, item, case, params, result,
+    with zipfile.ZipFile(io.BytesIO(upscaling.sr_zip(flow, item, case, params, result,
                                                   metrics))) as z:
         names = set(z.namelist())
         run = json.loads(z.read("run.json"))
-        x2 = np.asarray(Image.open(io.BytesIO(z.read("x2.png"))))
-    assert {"x2.png", "bicubic_x2.png", "mean_x2.png", "uncertainty_y_std.png",
-            "uncertainty_color.png", "samples/sample_01.png", "samples/sample_02.png",
-            "model_input.png", "original.png", "run.json"} == names
-    assert np.array_equal(x2, result.point)
+        x2 = np.asarray(Image.open(io.BytesIO(z.read("photo_t0_x2.png"))))
+        s01 = np.asarray(Image.open(io.BytesIO(z.read("photo_x2_s01.png"))))
+    # the files of `vesselflow sr upscale` (samples, and the point estimate) + comparisons
+    assert {"photo_t0_x2.png", "photo_x2.png", "photo_x2_mean.png", "photo_x2_std.png",
+            "photo_x2_s00.png", "photo_x2_s01.png", "photo_bicubic_x2.png",
+            "photo_model_input.png", "photo_original.png", "run.json"} == names
+    assert np.array_equal(x2, result.point) and np.array_equal(s01, samples[1])
     assert run["model"] == {"name": "cnf", "kind": "cnf", "sha256": flow.sha256, "scale": 2}
     assert run["parameters"]["temperature"] == 0.5 and run["parameters"]["seed"] == 7
     assert run["parameters"]["samples"] == 2
@@ -519,89 +520,85 @@ def test_superres_helpers(tiny_models: dict[str, str], tiny_sr_models: dict[str,
     assert run["image"] == {"name": "photo.jpeg", "sha256": "abc", "height": 50, "width": 41}
     assert run["mode"] == "simulate" and len(run["metrics"]["rows"]) == 4
     assert "not measured detail" in run["notice"]
-    with pytest.raises(common.AppError, match="too small"):
-        common.sr_case(item, "simulate", crop=12)
+    with pytest.raises(guard.AppError, match="too small"):
+        upscaling.sr_case(item, "simulate", crop=12)
     # The models variable also takes a comma-separated list of folders.
     monkeypatch.setenv("VESSELFLOW_APP_SR_MODELS", f"{tmp_path / 'a' / 'run'}, sr-cnf,"
                                                    f"{tmp_path / 'b' / 'run'}")
-    assert common.sr_model_choices() == {"run": str(tmp_path / "a" / "run"),
+    assert config.sr_model_choices() == {"run": str(tmp_path / "a" / "run"),
                                          "sr-cnf": "sr-cnf",
                                          "run (2)": str(tmp_path / "b" / "run")}
     # A vessel model is not an SR model: a clear message, not a crash.
-    with pytest.raises(common.AppError, match=r"could not be loaded: .*not an SR model"):
-        common.get_sr_model(tiny_models["Tiny CNF"])
+    with pytest.raises(guard.AppError, match=r"could not be loaded: .*not an SR model"):
+        models.get_sr_model(tiny_models["Tiny CNF"])
 
 
 # ----------------------------------------------------------------------------- helpers
-def _fake_result(common):
-    from vesselflow.data.scale import ScaleInfo
+def _fake_result():
+    from vesselflow.vessel.inference import Segmentation
+    from vesselflow.vessel.scale import ScaleInfo
 
     rng = np.random.default_rng(0)
     mean = rng.random((40, 50)).astype(np.float32)
     fov = np.ones((40, 50), bool)
-    return common.Segmentation(
+    return Segmentation(
         image=rng.random((40, 50, 3)).astype(np.float32), fov=fov, mean=mean,
         std=np.sqrt(mean * (1 - mean)), samples=rng.random((2, 40, 50)) < 0.5, n=8,
         scale=ScaleInfo((80, 100), (40, 50), 0.5, 200.0), fov_source="detected", seconds=0.1)
 
 
 def test_download_files_are_at_the_original_size_with_run_json(tiny_models) -> None:
-    import common
     import tifffile
 
-    from vesselflow.models import load_model
+    from vesselflow.app import config, inputs, segmenting
+    from vesselflow.vessel.models import load_model
+    from vesselflow.vessel.outputs import output_names
 
     loaded = load_model(tiny_models["Tiny CNF"])
-    item = common.InputImage("eye.jpg", "abc123", np.zeros((80, 100, 3), np.float32))
-    result = _fake_result(common)
-    params = common.SamplingParams(n=8, temperature=0.7, seed=3, rescale=True)
-    with zipfile.ZipFile(io.BytesIO(common.results_zip(loaded, item, result, params, 0.4))) as z:
+    item = inputs.InputImage("eye.jpg", "abc123", np.zeros((80, 100, 3), np.float32))
+    result = _fake_result()
+    params = segmenting.SamplingParams(n=8, temperature=0.7, seed=3, rescale=True)
+    zipped = segmenting.results_zip(loaded, item, result, params, 0.4)
+    with zipfile.ZipFile(io.BytesIO(zipped)) as z:
         names = z.namelist()
         run = json.loads(z.read("run.json"))
-        mask = np.asarray(Image.open(io.BytesIO(z.read("mask.png"))))
-        mean = tifffile.imread(io.BytesIO(z.read("prob.tif")))
-        unc = np.asarray(Image.open(io.BytesIO(z.read("uncertainty.png"))))
-    assert {"mask.png", "prob.png", "prob.tif", "uncertainty.png", "uncertainty.tif",
-            "uncertainty_color.png", "overlay.png", "fov.png", "samples/sample_01.png",
-            "samples/sample_02.png", "run.json"} <= set(names)
+        mask = np.asarray(Image.open(io.BytesIO(z.read("eye_mask.png"))))
+        mean = tifffile.imread(io.BytesIO(z.read("eye_prob.tif")))
+        unc = np.asarray(Image.open(io.BytesIO(z.read("eye_uncertainty.png"))))
+        one = segmenting.result_file(loaded, item, result, params, 0.4, "_mask.png")
+    # exactly the files `vesselflow segment --save-samples` writes, and run.json
+    assert set(names) == {*output_names("eye", True), "run.json"}
+    assert one == segmenting.result_files(loaded, item, result, params, 0.4)["eye_mask.png"]
     assert unc.dtype == np.uint8 and unc.shape == (80, 100)  # value / 510 = std
     assert mask.shape == (80, 100) and set(np.unique(mask)) <= {0, 255}
     assert mean.dtype == np.float32 and mean.shape == (80, 100)
     assert run["model"]["sha256"] == loaded.sha256
     assert run["parameters"] == {"samples": 8, "temperature": 0.7, "seed": 3,
-                                 "batch_size": common.BATCH_SIZE, "match_drive_scale": True,
+                                 "batch_size": config.BATCH_SIZE, "match_drive_scale": True,
                                  "threshold": 0.4}
     assert run["image"] == {"name": "eye.jpg", "sha256": "abc123", "height": 80, "width": 100}
     assert {"vesselflow", "torch", "numpy", "python"} <= set(run["environment"])
     assert run["summary"]["flagged_for_review"] is True  # random maps: high uncertainty
-    assert common.stem("scan.nii.gz") == "scan" and common.stem("a.b.PNG") == "a.b"
+    assert inputs.stem("scan.nii.gz") == "scan" and inputs.stem("a.b.PNG") == "a.b"
 
 
 def test_a_tiny_field_of_view_is_not_blown_up(tiny_models) -> None:
-    import common
-
-    from vesselflow.models import load_model
+    from vesselflow.app import guard, segmenting
+    from vesselflow.vessel.models import load_model
 
     image = np.full((1200, 1600, 3), 0.5, np.float32)
     fov = np.zeros((1200, 1600), bool)
     fov[600:630, 800:830] = True  # an uploaded FOV mask 30 px across: 18x enlargement
     loaded = load_model(tiny_models["Tiny CNF"])
-    with pytest.raises(common.AppError, match="would enlarge the image"):
-        common.segment_image(loaded.model, image, common.SamplingParams(n=1), fov=fov)
+    with pytest.raises(guard.AppError, match="would enlarge the image"):
+        segmenting.segment_image(loaded.model, image, segmenting.SamplingParams(n=1), fov=fov)
 
 
 def test_visualize_helpers() -> None:
     import tifffile
 
-    from vesselflow.visualize import (
-        agreement_map,
-        colorize,
-        gray,
-        overlay,
-        png_bytes,
-        thumbnail,
-        tiff_bytes,
-    )
+    from vesselflow.io.encoders import png_bytes, tiff_bytes
+    from vesselflow.vessel.visualize import agreement_map, colorize, gray, overlay, thumbnail
 
     image = np.zeros((4, 5, 3), np.float32)
     mask = np.zeros((4, 5), bool)
@@ -623,8 +620,8 @@ def test_visualize_helpers() -> None:
 def test_score_case_matches_the_pooled_metrics(tmp_path: Path) -> None:
     from matplotlib.figure import Figure
 
-    from vesselflow.evaluation import figures
-    from vesselflow.evaluation.metrics import (
+    from vesselflow.vessel.evaluation import figures
+    from vesselflow.vessel.evaluation.metrics import (
         binary_scores,
         in_fov,
         max_f1,

@@ -1,4 +1,4 @@
-"""End to end in a real browser: ``streamlit run app/main.py`` driven by Debian's Chromium.
+"""End to end in a real browser: the Streamlit app driven by Debian's Chromium.
 
 Starts the app on a free localhost port, uploads a DRIVE test image on the Segment page, waits
 for the vessel probability map, checks it is shown (and the research notice, and no error),
@@ -48,7 +48,8 @@ def _free_port() -> int:
 
 
 def _use_real_models() -> bool:
-    from vesselflow.models.io import SHIPPED, WEIGHTS_DIR
+    from vesselflow.io.weights import WEIGHTS_DIR
+    from vesselflow.vessel.models import SHIPPED
 
     return os.environ.get("VESSELFLOW_APP_REAL") == "1" and all(
         (WEIGHTS_DIR / name / "model.safetensors").exists() for name in SHIPPED)
@@ -61,11 +62,11 @@ def app_url(tmp_path_factory: pytest.TempPathFactory):
                     "chromium); .ci/run does this in CI")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     folder = tmp_path_factory.mktemp("browser_app")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
     if not _use_real_models():
         import torch
 
-        from vesselflow.models import VesselConfig, build_model, save_model
+        from vesselflow.vessel.models import VesselConfig, build_model, save_model
 
         torch.manual_seed(0)
         model = build_model(VesselConfig(kind="cnf", width=4, steps=1, hidden=(4, 4),
@@ -75,9 +76,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory):
     port = _free_port()
     log = open(folder / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        [sys.executable, "-m", "vesselflow", "app", "--port", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

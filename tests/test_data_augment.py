@@ -1,4 +1,4 @@
-"""vesselflow.data.augment (paper augmentation + patch crop) and vesselflow.data.padding."""
+"""vesselflow.vessel.data.augment (paper augmentation + patch crop) and .padding."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 from scipy import ndimage as ndi
 from torch.utils.data import DataLoader, Dataset
 
-from vesselflow.data.augment import TrainAugment
-from vesselflow.data.padding import crop_padding, pad_to_multiple
-from vesselflow.data.synthetic import synthetic_fundus
+from vesselflow.vessel.data.augment import TrainAugment
+from vesselflow.vessel.data.padding import crop_padding, pad_to_multiple
+from vesselflow.vessel.data.synthetic import synthetic_fundus
 
 
 def _fundus_item(size: tuple[int, int] = (160, 150), seed: int = 0) -> dict[str, object]:

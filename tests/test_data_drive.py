@@ -1,4 +1,4 @@
-"""vesselflow.data.drive on the real DRIVE copy in ../shared/data: splits, MONAI loading,
+"""vesselflow.vessel.data.drive on the real DRIVE copy in ../shared/data: splits, MONAI loading,
 second-observer sanity figure, verification and prepare_drive from folders and zips."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vesselflow.data.drive import (
+from vesselflow.io.errors import DatasetLayoutError, ImageReadError
+from vesselflow.vessel.data.drive import (
     ALL_TRAINING_IDS,
     TEST_IDS,
     TRAIN_IDS,
@@ -23,10 +24,8 @@ from vesselflow.data.drive import (
     drive_records,
     find_drive_root,
     load_drive_transform,
-    prepare_drive,
-    verify_drive,
 )
-from vesselflow.data.errors import DatasetLayoutError, ImageReadError
+from vesselflow.vessel.data.prepare import prepare_drive, verify_drive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,7 +155,7 @@ def test_second_observer_agreement(drive_dir: Path) -> None:
 
 
 def test_dataset_with_train_augment(drive_dir: Path) -> None:
-    from vesselflow.data.augment import TrainAugment
+    from vesselflow.vessel.data.augment import TrainAugment
 
     ds = DriveDataset(drive_dir, "val", transform=TrainAugment(patch_size=64, seed=0))
     a, b = ds[0], ds[0]

@@ -1,4 +1,4 @@
-"""vesselflow.data.fov (FOV detection) against DRIVE's official masks, and vesselflow.data.scale."""
+"""vesselflow.vessel.fov (FOV detection) against DRIVE's official masks, and .scale."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from vesselflow.data.drive import drive_records
-from vesselflow.data.fov import detect_fov
-from vesselflow.data.io import read_image, read_mask
-from vesselflow.data.scale import (
+from vesselflow.io.images import read_image
+from vesselflow.io.masks import read_mask
+from vesselflow.vessel.data.drive import drive_records
+from vesselflow.vessel.data.synthetic import synthetic_fundus
+from vesselflow.vessel.fov import detect_fov
+from vesselflow.vessel.scale import (
     DRIVE_FOV_DIAMETER,
     fov_diameter,
     rescale_to_drive,
     restore_size,
 )
-from vesselflow.data.synthetic import synthetic_fundus
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

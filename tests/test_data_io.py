@@ -1,4 +1,4 @@
-"""vesselflow.data.io: every supported format reads, every bad input is a clear ImageReadError."""
+"""vesselflow.io.images: every supported format reads, every bad input is a clear ImageReadError."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vesselflow.data.errors import DatasetLayoutError, ImageReadError
-from vesselflow.data.io import read_image, read_image_bytes, read_mask, read_mask_bytes
+from vesselflow.io.errors import DatasetLayoutError, ImageReadError
+from vesselflow.io.images import read_image, read_image_bytes
+from vesselflow.io.masks import read_mask, read_mask_bytes
 
 RNG = np.random.default_rng(0)
 RGB8 = (RNG.random((40, 50, 3)) * 255).astype(np.uint8)

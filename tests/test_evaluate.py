@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from vesselflow.cli import main
-from vesselflow.data.synthetic import synthetic_fundus
-from vesselflow.models import VesselConfig, build_model, save_model
+from vesselflow.vessel.data.synthetic import synthetic_fundus
+from vesselflow.vessel.models import VesselConfig, build_model, save_model
 
 TINY = dict(width=4, steps=1, hidden=(4, 4), deq_steps=1, deq_hidden=4, deq_width=4)
 KEYS = {"bpd", "max_f1", "f1", "threshold", "auc_roc", "average_precision", "ece",

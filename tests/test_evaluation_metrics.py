@@ -10,7 +10,7 @@ import torch
 from monai.metrics import ConfusionMatrixMetric
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-from vesselflow.evaluation.metrics import (
+from vesselflow.vessel.evaluation.metrics import (
     auc_roc,
     average_precision,
     binary_scores,

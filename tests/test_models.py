@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from vesselflow.inference import bpd, log_likelihood, sample_stats
-from vesselflow.models import VesselConfig, build_model, load_model, save_model
+from vesselflow.flows import bits_per_dim
+from vesselflow.vessel.inference import log_likelihood, sample_stats
+from vesselflow.vessel.models import VesselConfig, build_model, load_model, save_model
 
 TINY = dict(width=4, steps=1, hidden=(4, 4), deq_steps=1, deq_hidden=4, deq_width=4)
 
@@ -81,13 +81,22 @@ def test_sample_stats_shapes_keep_and_seed(kind: str) -> None:
         assert (other.samples != s.samples).any()
 
 
-def test_log_likelihood_pads_and_bpd_uses_original_pixels() -> None:
+def test_log_likelihood_pads_bottom_right_with_black_image_and_background_label() -> None:
     m = _perturbed("factored")
-    img = np.random.default_rng(0).random((18, 22, 3), dtype=np.float32)
-    label = np.zeros((18, 22), bool)
-    ll = log_likelihood(m, img, label)
-    assert ll < 0
-    assert bpd(ll, 18 * 22) == pytest.approx(-ll / (18 * 22 * math.log(2)))
+    rng = np.random.default_rng(0)
+    img = rng.random((18, 22, 3), dtype=np.float32)
+    label = rng.random((18, 22)) < 0.3
+    ll = log_likelihood(m, img, label)  # 18 x 22 is padded to 20 x 24 (multiples of 4)
+
+    def embedded(top: int, left: int) -> tuple[np.ndarray, np.ndarray]:
+        x, y = np.zeros((20, 24, 3), np.float32), np.zeros((20, 24), bool)
+        x[top:top + 18, left:left + 22], y[top:top + 18, left:left + 22] = img, label
+        return x, y
+
+    assert ll == pytest.approx(log_likelihood(m, *embedded(0, 0)), rel=1e-5)
+    assert ll != pytest.approx(log_likelihood(m, *embedded(2, 2)), rel=1e-5)
+    # bpd is reported over the original pixels: padding can only make it look worse
+    assert bits_per_dim(ll, 18 * 22) > bits_per_dim(ll, 20 * 24) > 0
 
 
 def test_log_likelihood_on_a_canvas_is_the_zero_padded_square() -> None:
@@ -131,8 +140,8 @@ def test_config_rejects_unknown_keys(tmp_path) -> None:
 
 
 def test_segment_image_rescales_and_guards_the_fov() -> None:
-    from vesselflow.data.synthetic import synthetic_fundus
-    from vesselflow.inference import AnalysisError, segment_image
+    from vesselflow.vessel.data.synthetic import synthetic_fundus
+    from vesselflow.vessel.inference import AnalysisError, segment_image
 
     m = _perturbed("cnf")
     d = synthetic_fundus((160, 200), seed=0)

@@ -26,18 +26,13 @@ import tifffile
 import torch
 from PIL import Image
 
-from vesselflow.data.synthetic import synthetic_fundus
-from vesselflow.models import VesselConfig, build_model, save_model
-from vesselflow.segment import (
-    OUTPUT_SUFFIXES,
-    STATE_DIR,
-    SegmentError,
-    _sigterm_as_interrupt,
-    add_parser,
-    collect_inputs,
-    image_seed,
-    output_names,
-)
+from vesselflow.batch.inputs import BatchError, collect_inputs, image_seed
+from vesselflow.cli.segment import add_parser
+from vesselflow.runtime import sigterm_as_interrupt
+from vesselflow.vessel.data.synthetic import synthetic_fundus
+from vesselflow.vessel.models import VesselConfig, build_model, save_model
+from vesselflow.vessel.outputs import OUTPUT_SUFFIXES, output_names
+from vesselflow.vessel.segment import STATE_DIR
 
 TINY = dict(width=4, steps=1, hidden=(4, 4), deq_steps=1, deq_hidden=4, deq_width=4)
 SIZES = {"a": (128, 128), "b": (120, 136), "sub/a": (128, 128)}  # input -> (H, W)
@@ -130,15 +125,15 @@ def test_collect_inputs_every_kind(images: Path, tmp_path: Path) -> None:
 
 
 def test_collect_inputs_errors_name_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(SegmentError, match="input not found"):
+    with pytest.raises(BatchError, match="input not found"):
         collect_inputs(tmp_path / "missing.png")
-    with pytest.raises(SegmentError, match="no image files"):
+    with pytest.raises(BatchError, match="no image files"):
         collect_inputs(tmp_path)
-    with pytest.raises(SegmentError, match="no files match"):
+    with pytest.raises(BatchError, match="no files match"):
         collect_inputs(f"{tmp_path}/*.jpg")
     dup = tmp_path / "dup.csv"
     dup.write_text("a.png,same\nb.png,same\n")
-    with pytest.raises(SegmentError, match=r"'same'.*dup\.csv line 1.*line 2"):
+    with pytest.raises(BatchError, match=r"'same'.*dup\.csv line 1.*line 2"):
         collect_inputs(dup)
 
 
@@ -314,7 +309,7 @@ def test_interrupt_leaves_no_half_written_file(images: Path, models: dict[str, P
 def test_sigterm_becomes_keyboard_interrupt() -> None:
     """``kill`` runs the same clean-up as Ctrl-C; the previous handler comes back after."""
     previous = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler interrupts this at once
     assert signal.getsignal(signal.SIGTERM) == previous
@@ -346,7 +341,7 @@ def test_torchrun_two_processes_each_output_once(images: Path, models: dict[str,
                                                  tmp_path: Path) -> None:
     out = tmp_path / "sharded"
     module = ["-m", "vesselflow", "segment"] if _cli_has_segment() else [
-        "-m", "vesselflow.segment"]
+        "-m", "vesselflow.vessel.segment"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            "--nproc_per_node=2", *module, "-i", str(images), "-o", str(out), "--model",
@@ -376,7 +371,7 @@ def test_torchrun_two_processes_each_output_once(images: Path, models: dict[str,
 
 
 def test_segment_module_imports_no_heavy_library() -> None:
-    code = ("import sys, vesselflow.segment; "
+    code = ("import sys, vesselflow.vessel.segment; "
             "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO).stdout
@@ -384,7 +379,7 @@ def test_segment_module_imports_no_heavy_library() -> None:
 
 
 def test_bench_reports_speed_and_memory(models: dict[str, Path], tmp_path: Path) -> None:
-    from vesselflow.bench import run_bench
+    from vesselflow.vessel.bench import run_bench
 
     out = tmp_path / "bench.json"
     record = run_bench([str(models["cnf"])], [2], out=out, say=lambda s: None)

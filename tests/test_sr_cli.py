@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from vesselflow.cli import main
+from vesselflow.cli.sr import parse_temperatures
 from vesselflow.sr.data import list_images, validation_files
-from vesselflow.sr.evaluate import parse_temperatures
-from vesselflow.sr.io import load_sr_model
+from vesselflow.sr.weights import load_sr_model
 
 TINY = ["--features", "8", "--blocks", "1", "--growth", "8", "--flow-steps", "2",
         "--hidden", "16", "--patch-size", "32", "--batch-size", "2"]
@@ -111,7 +111,7 @@ def test_upscale_keeps_going_past_bad_files_and_continues(
     err = capsys.readouterr().err
     assert "broken.png" in err
     run = json.loads((out / "run.json").read_text())
-    assert run["counts"] == {"done": 2, "skipped": 0, "failed": 1}
+    assert run["counts"] == {"total": 3, "ok": 2, "failed": 1, "skipped": 0, "not_run": 0}
     grey = np.asarray(Image.open(out / "grey_x2.png"))
     assert grey.shape == (60, 80, 3)
     assert np.asarray(Image.open(out / "bird_x2_std.png")).max() > 0  # samples differ

@@ -10,6 +10,7 @@ from .actnorm import ActNorm
 from .base import FlowLayer, FlowSequence, add_context, cached_context, sum_except_batch
 from .conv1x1 import InvertibleConv1x1
 from .coupling import ConditionalAdditiveCoupling, ConditionalAffineCoupling
+from .dequantizer import build_dequantizer
 from .multiscale import FlowConfig, FlowStep, MultiScaleFlow, bits_per_dim
 from .nets import ConditionalConvNet
 from .priors import ConditionalGaussianPrior, ConditionalSplitPrior, gaussian_log_prob
@@ -33,6 +34,7 @@ __all__ = [
     "Squeeze",
     "add_context",
     "bits_per_dim",
+    "build_dequantizer",
     "cached_context",
     "gaussian_log_prob",
     "register_layer",

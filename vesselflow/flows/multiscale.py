@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -132,7 +133,7 @@ class MultiScaleFlow(FlowLayer):
         m = 2 ** self.config.levels
         if h % m or w % m:
             raise ValueError(f"flow input {h}x{w} is not divisible by 2^L = {m}; pad it first "
-                             f"(vesselflow.data pads to the next multiple and crops back)")
+                             f"(vesselflow.vessel.data pads to the next multiple and crops back)")
 
     def _encode(self, x: Tensor, context: Context, with_prior: bool
                 ) -> tuple[list[Tensor], Tensor, Tensor]:
@@ -269,6 +270,9 @@ class MultiScaleFlow(FlowLayer):
         return x.reshape(b, n, *x.shape[1:]), log_prob
 
 
-def bits_per_dim(log_prob: Tensor, dims: int) -> Tensor:
-    """Convert a log-likelihood in nats over ``dims`` dimensions to bits per dimension."""
+def bits_per_dim(log_prob: Any, dims: int) -> Any:
+    """Convert a log-likelihood in nats over ``dims`` dimensions to bits per dimension.
+
+    The one definition, for every model and report: ``log_prob`` is a tensor (any shape) or a
+    float; the result has its type."""
     return -log_prob / (dims * math.log(2.0))

@@ -14,62 +14,12 @@ Writes ``OUT/metrics.json``, ``OUT/per_image.csv`` and ``OUT/figures/samples_<se
 
 from __future__ import annotations
 
-import argparse
-import math
-import sys
 import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 BENCHMARKS = ("Set5", "Set14", "BSD100")
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="PSNR/SSIM (Y) and bpd on SR benchmark sets",
-                       description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("--model", required=True,
-                   help="sr-cnf, sr-factored, a model folder or a training run folder")
-    p.add_argument("--data", type=Path, required=True,
-                   help="SR data root with one folder per set (../shared/data/SR)")
-    p.add_argument("--out", type=Path, required=True, help="folder for metrics and figures")
-    p.add_argument("--sets", default=",".join(BENCHMARKS),
-                   help="comma-separated set folders under --data (default Set5,Set14,BSD100)")
-    p.add_argument("--temperatures", default="0,0.5,0.8,1.0",
-                   help="comma-separated sampling temperatures (default 0,0.5,0.8,1.0)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images per set")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=_cmd_evaluate)
-
-
-def parse_temperatures(text: str) -> list[float]:
-    """"0,0.5,1" -> [0.0, 0.5, 1.0]; each must be a finite number >= 0."""
-    try:
-        temps = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError as err:
-        raise ValueError(f"--temperatures: {text!r} is not a comma-separated list of numbers")\
-            from err
-    if not temps or any(not math.isfinite(t) or t < 0 for t in temps):
-        raise ValueError(f"--temperatures: need one or more numbers >= 0, got {text!r}")
-    return temps
-
-
-def _cmd_evaluate(a: argparse.Namespace) -> int:
-    try:
-        temps = parse_temperatures(a.temperatures)
-        sets = [s for s in a.sets.split(",") if s]
-        for s in sets:
-            if not (a.data / s).is_dir():
-                raise FileNotFoundError(f"set {s!r} not found: {a.data / s} is not a folder")
-        m = evaluate_sr(a.model, a.data, a.out, sets, temps, limit=a.limit, seed=a.seed,
-                        device=a.device)
-    except (FileNotFoundError, ValueError, OSError) as e:
-        print(f"vesselflow sr evaluate: error: {e}", file=sys.stderr)
-        return 2
-    print(summary_table(m))
-    print(f"wrote {a.out / 'metrics.json'}, {a.out / 'per_image.csv'}, {a.out / 'figures'}")
-    return 0
 
 
 def summary_table(m: dict[str, Any]) -> str:
@@ -94,11 +44,14 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
     import numpy as np
     import torch
 
-    from ..utils import pick_device, write_json
+    from vesselflow.flows import bits_per_dim
+    from vesselflow.io.files import write_json
+    from vesselflow.runtime import pick_device
+
     from .data import SRBenchmark, to_image, to_tensor
-    from .io import load_sr_model
     from .metrics import psnr_y, ssim_y
     from .resize import bicubic_degrade, bicubic_upscale
+    from .weights import load_sr_model
 
     dev = pick_device(device)
     loaded = load_sr_model(model_name, device=dev)
@@ -138,7 +91,7 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
                 lp = model.log_prob(to_tensor(hr4)[None].to(dev), to_tensor(lr4)[None].to(dev))
             nats -= float(lp[0])
             dims += hr4.size
-            row["bpd"] = -float(lp[0]) / (hr4.size * math.log(2))
+            row["bpd"] = bits_per_dim(float(lp[0]), hr4.size)
             outs: dict[float, np.ndarray] = {}
             lr_t = to_tensor(lr)[None].to(dev)
             with torch.no_grad():  # conditioning computed once for all temperatures
@@ -156,7 +109,7 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
                       f"{bic[-1][0]:.2f} dB, " + ", ".join(
                           f"T={t:g} {per_t[t][-1][0]:.2f} dB" for t in temperatures)
                       + f"  ({time.time() - t_start:.0f} s)", flush=True)
-        bpd = nats / (dims * math.log(2))
+        bpd = bits_per_dim(-nats, dims)
         result["sets"][set_name] = {
             "n_images": n, "bpd": bpd,
             "bicubic": {"psnr_y": float(np.mean([b[0] for b in bic])),
@@ -177,7 +130,7 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from ..utils import write_csv
+    from vesselflow.io.files import write_csv
 
     write_csv(path, [{k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}
                      for r in rows])
@@ -217,7 +170,7 @@ def image_grid(rows: list[tuple[str, list[tuple[str, Any]]]], title: str,
 
 def _save_grid(path: Path, grid: list, temperatures: list[float], title: str) -> None:
     """Rows = images; columns = bicubic, one sample per temperature, ground truth (crops)."""
-    from ..utils import atomic_path
+    from vesselflow.io.files import atomic_path
 
     rows = [(name, [("bicubic", up), *((f"T = {t:g}", outs[t]) for t in temperatures),
                     ("ground truth", hr)]) for name, hr, up, outs in grid]

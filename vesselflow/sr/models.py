@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vesselflow.flows import ActNorm, FlowConfig, MultiScaleFlow, bits_per_dim
+from vesselflow.flows import FlowConfig, MultiScaleFlow, bits_per_dim, build_dequantizer
 
 from .logistic import (
     discretized_logistic_mixture_log_prob,
@@ -177,15 +177,8 @@ class SRFlow(_SRBase):
                 nn.Conv2d(c_in, config.deq_hidden, 3, padding=1), nn.LeakyReLU(0.2),
                 nn.Conv2d(config.deq_hidden, config.deq_hidden, 3, padding=1),
                 nn.LeakyReLU(0.2))
-            self.deq_flow = MultiScaleFlow(FlowConfig(
-                channels=3, levels=1, steps=config.deq_steps, hidden=config.deq_hidden,
-                context_channels=config.deq_hidden, coupling="affine", clamp=config.clamp))
-            # The dequantizer only ever runs ``inverse``, so actnorm's data-dependent init
-            # (forward, training mode) would never fire - or fire late and overwrite trained
-            # values if someone evaluated q with ``log_prob``. Declare it initialised (identity).
-            for m in self.deq_flow.modules():
-                if isinstance(m, ActNorm):
-                    m.initialized.fill_(True)
+            self.deq_flow = build_dequantizer(3, config.deq_steps, config.deq_hidden,
+                                              config.deq_hidden, clamp=config.clamp)
 
     # -- conditioning ---------------------------------------------------------------------
     def contexts(self, lr: Tensor) -> list[Tensor]:
@@ -258,14 +251,14 @@ class SRFlow(_SRBase):
 
     def loss(self, hr: Tensor, lr: Tensor) -> tuple[Tensor, dict[str, float]]:
         parts = self.log_prob_parts(hr, lr)
-        d = hr[0].numel() * math.log(2.0)
-        bpd = -(parts["log_p"] - parts["log_q"]).mean() / d
+        d = hr[0].numel()
+        bpd = bits_per_dim((parts["log_p"] - parts["log_q"]).mean(), d)
         # bpd = bpd_flow + bpd_deq. bpd_deq = E[log q] / (D ln 2) = -entropy(q) >= 0, since the
         # uniform q (bpd_deq = 0) has the largest entropy on the unit cube; a learned q pays it
         # back through a larger flow term.
         return bpd, {"bpd": float(bpd.detach()),
-                     "bpd_flow": float(-parts["log_p"].detach().mean() / d),
-                     "bpd_deq": float(parts["log_q"].detach().mean() / d) + 0.0}
+                     "bpd_flow": float(bits_per_dim(parts["log_p"].detach().mean(), d)),
+                     "bpd_deq": float(-bits_per_dim(parts["log_q"].detach().mean(), d)) + 0.0}
 
     # -- sampling -------------------------------------------------------------------------
     def _padded(self, lr: Tensor) -> tuple[Tensor, tuple[int, int]]:

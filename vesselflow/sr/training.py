@@ -1,4 +1,4 @@
-"""``vesselflow sr train``: the shared training loop (:func:`vesselflow.training.trainer.fit`)
+"""``vesselflow sr train``: the shared training loop (:func:`vesselflow.training.loop.fit`)
 on random aligned HR/LR patches of T91 + BSD200.
 
 Eight BSD200 images (every 25th, :func:`~vesselflow.sr.data.validation_files`) are held out;
@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.io import save_model
-from ..training.trainer import LoopOptions, fit
+from vesselflow.io.weights import save_model
+from vesselflow.training.loop import LoopOptions, fit
+
 from .data import SRPatchDataset, center_crop_pair, read_rgb, to_image, validation_files
 from .metrics import psnr_y
 from .models import SRConfig, SRModel, build_sr_model

@@ -1,5 +1,6 @@
-"""Training of the vessel models: checkpointed, resumable, distributed-ready."""
+"""The generic training loop (:func:`fit`, :class:`LoopOptions`) and its checkpoints: atomic,
+resumable, distributed-ready, for any task."""
 
-from .trainer import TrainOptions, train
+from .loop import LoopOptions, NonFiniteLossError, TrainTask, fit
 
-__all__ = ["TrainOptions", "train"]
+__all__ = ["LoopOptions", "NonFiniteLossError", "TrainTask", "fit"]

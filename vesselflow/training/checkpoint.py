@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..utils import write_json
+from vesselflow.io.files import write_json
 
 
 def save_last(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -1,0 +1,1 @@
+"""vesselflow's Streamlit app (``vesselflow app``): pages in ``views/``, calling the library."""

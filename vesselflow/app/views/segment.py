@@ -1,0 +1,224 @@
+"""Segment: upload fundus photographs (or open an example), see the vessel maps, judge them."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from vesselflow.app import config, guard, inputs, models, segmenting
+from vesselflow.io.encoders import zip_bytes
+from vesselflow.io.errors import ImageReadError
+from vesselflow.vessel.visualize import colorize, gray, overlay, thumbnail, to_uint8
+
+SHOWN_SAMPLES = 4
+SOURCES = {
+    "upload": "Upload images",
+    "retina": "Example: fundus photograph",
+    "synthetic": "Example: synthetic fundus",
+}
+
+
+def show(slot, picture, caption: str, alt: str) -> None:
+    slot.image(thumbnail(picture, config.DISPLAY_SIDE), caption=caption, width="stretch",
+               alt=alt)
+
+
+def choose_inputs() -> list[inputs.InputImage]:
+    """The images to work on, from the uploader or an example; bad files are reported."""
+    source = st.radio("Image source", list(SOURCES), format_func=SOURCES.get, horizontal=True,
+                      key="source", label_visibility="collapsed")
+    if source != "upload":
+        return [inputs.example_image(source)]
+    files = st.file_uploader(
+        "Fundus photographs", type=config.IMAGE_TYPES, accept_multiple_files=True,
+        key="uploads",
+        help="Colour fundus photographs: PNG, JPEG, TIFF, BMP, GIF, DICOM or NIfTI, up to "
+             "50 MB each. Files are decoded in memory and never stored.")
+    items = []
+    for f in files or []:
+        try:
+            items.append(inputs.decode_upload(f.getvalue(), f.name))
+        except ImageReadError as exc:
+            st.error(f"**{f.name}** cannot be used: {exc.problem}.", icon=":material/error:")
+    if not files:
+        st.info("Upload one or more colour fundus photographs to segment their vessels, or "
+                "open one of the examples above.", icon=":material/upload:")
+    return items
+
+
+def batch_section(items: list[inputs.InputImage], loaded, params, threshold: float) -> None:
+    """Segment every uploaded image and list which ones need expert review."""
+    ref, _ = models.uncertainty_reference(loaded)
+    sig = (tuple(it.key for it in items), params, loaded.sha256)
+    with st.expander(f"All {len(items)} images: segment and screen for review"):
+        if st.button("Segment all images", icon=":material/play_arrow:", key="batch_run"):
+            results = {}
+            for i, it in enumerate(items, start=1):
+                results[it.key] = segmenting.segment(loaded, it.key, it.image, params,
+                                                 keep=min(SHOWN_SAMPLES, params.n),
+                                                 label=f"Image {i} of {len(items)} ({it.name})")
+            st.session_state["batch"] = {"sig": sig, "results": results}
+        batch = st.session_state.get("batch")
+        if not batch or batch["sig"] != sig:
+            st.caption("Runs the model on every uploaded image with the settings in the "
+                       "sidebar and flags those whose uncertainty is unusually high.")
+            return
+        rows = []
+        for it in items:
+            res = batch["results"][it.key]
+            mu = res.mean_uncertainty
+            rows.append({"image": it.name, "size (px)": f"{it.image.shape[1]}×"
+                         f"{it.image.shape[0]}", "mean uncertainty": round(mu, 4),
+                         "review": "flag: expert review" if mu > ref else "usual"})
+        st.dataframe(rows, hide_index=True, width="stretch")
+        st.download_button(
+            "All results (zip)", segmenting.deferred(_batch_zip, loaded, items, batch["results"],
+                                                 params, threshold),
+            file_name="vesselflow_results.zip", mime="application/zip", on_click="ignore",
+            icon=":material/folder_zip:", key="batch_zip")
+
+
+def _batch_zip(loaded, items, results, params, threshold) -> bytes:
+    files = {}
+    for i, it in enumerate(items, start=1):
+        files.update(segmenting.result_files(loaded, it, results[it.key], params, threshold,
+                                         prefix=f"{i:02d}_{inputs.stem(it.name)}/"))
+    return zip_bytes(files)
+
+
+def review_banner(loaded, result: segmenting.Segmentation) -> None:
+    ref, source = models.uncertainty_reference(loaded)
+    mu = result.mean_uncertainty
+    if mu > ref:
+        st.warning(
+            f"**Flag for expert review.** The mean uncertainty inside the field of view is "
+            f"**{mu:.3f}**, above this model's reference of {ref:.3f}: the samples disagree "
+            "more than usual. The image may be of low quality, from an unfamiliar camera, or "
+            "show pathology. Check the uncertainty map and have an expert review the vessel "
+            "map before using it.", icon=":material/flag:")
+    else:
+        st.success(f"Uncertainty in the usual range: mean {mu:.3f} inside the field of view, "
+                   f"reference {ref:.3f}.", icon=":material/check_circle:")
+    st.caption(f"Reference: {source}. *Mean uncertainty* is the per-pixel standard deviation "
+               "of the samples averaged over the field of view (0 = all samples agree "
+               "everywhere; a pixel split 50/50 contributes 0.5). It depends on the sample "
+               "count and temperature; the reference assumes 16 samples at temperature 1.0.")
+
+
+def body() -> None:
+    st.title("Segment retinal vessels")
+    st.caption("The model draws many complete, plausible vessel maps for an image. Their mean "
+               "is the **vessel probability**; where they disagree, the **uncertainty** is "
+               "high.")
+    _, loaded = models.model_picker()
+    params = segmenting.sampling_controls()
+    items = choose_inputs()
+    if not items:
+        return
+    item = items[0]
+    if len(items) > 1:
+        names = [it.name for it in items]
+        pick = st.selectbox("Image to view", range(len(items)), format_func=names.__getitem__,
+                            key="view")
+        item = items[pick]
+    for note in item.notes:
+        st.info(note, icon=":material/info:")
+
+    h, w = item.image.shape[:2]
+    bar_slot = st.empty()
+    c_in, c_mean, c_unc = st.columns(3)
+    show(c_in, to_uint8(item.image), f"Input: {item.name} ({w}×{h} px)", "input image")
+    mean_slot, unc_slot = c_mean.empty(), c_unc.empty()
+    unc_slot.caption("The uncertainty map appears when sampling ends.")
+    keep = min(SHOWN_SAMPLES, params.n)
+    result = segmenting.segment(loaded, item.key, item.image, params, keep=keep, bar_slot=bar_slot,
+                            map_slot=mean_slot, label=f"Segmenting {item.name}")
+    show(mean_slot, gray(result.mean),
+         f"Vessel probability: mean of {result.n} samples (black 0, white 1)",
+         "vessel probability map")
+    show(unc_slot, colorize(result.std, "magma", 0.0, 0.5),
+         "Uncertainty: per-pixel std of the samples (black 0 = all agree, yellow 0.5 = split "
+         "50/50)", "uncertainty map")
+
+    review_banner(loaded, result)
+
+    st.subheader("Vessel mask")
+    threshold = st.slider(
+        "Threshold (vessel probability)", 0.0, 1.0, float(loaded.threshold), 0.01,
+        format="%.3f",
+        key=f"threshold:{loaded.sha256[:16]}",
+        help=f"A pixel is marked as vessel when its probability is at least this value. The "
+             f"default, {loaded.threshold:.3f}, is the model's a-priori threshold, chosen on "
+             "DRIVE's validation images (never on test images).")
+    mask = result.mask(threshold)
+    fov_px = max(int(result.fov.sum()), 1)
+    info = result.scale
+    ref, _ = models.uncertainty_reference(loaded)
+    mu = result.mean_uncertainty
+    c_mask, c_over, c_facts = st.columns(3)
+    show(c_mask, gray(mask), f"Vessel mask at threshold {threshold:.3f} (white = vessel)",
+         "binary vessel mask")
+    show(c_over, overlay(result.image, mask), "Mask (green) over the image", "overlay")
+    with c_facts:
+        st.metric("Vessel area", f"{100 * mask.sum() / fov_px:.1f} %", border=True,
+                  help="Share of the field of view marked as vessel at this threshold "
+                       "(DRIVE's manual tracings: about 12 %).")
+        st.metric("Mean uncertainty", f"{mu:.3f}", f"{mu - ref:+.3f} vs reference {ref:.2f}",
+                  delta_color="inverse", border=True,
+                  help="Sample std averaged inside the field of view.")
+        st.metric("Samples", f"{result.n}", f"in {result.seconds:.1f} s", delta_color="off",
+                  delta_arrow="off", border=True,
+                  help=f"Temperature {params.temperature:g}, seed {params.seed}.")
+        st.metric("Analysis scale", f"×{info.factor:.2f}",
+                  f"FOV {info.fov_diameter:.0f} px wide ({result.fov_source})",
+                  delta_color="off", delta_arrow="off", border=True,
+                  help="Resize factor that gave the field of view DRIVE's diameter (538 px); "
+                       "downloads are at the original size.")
+
+    if result.samples is not None and len(result.samples):
+        st.subheader("Individual samples")
+        st.caption("Each sample is one complete vessel map the model considers plausible for "
+                   "this image; the probability map is their average.")
+        for i, (col, s) in enumerate(zip(st.columns(len(result.samples)), result.samples,
+                                         strict=True), start=1):
+            show(col, gray(s), f"Sample {i}", f"sample {i}")
+
+    st.subheader("Download")
+    st.caption("At the uploaded image's size, the same files as `vesselflow segment` "
+               "writes. The zip adds the overlay, the field of view, the samples and "
+               "`run.json` (model, sha256, settings, versions).")
+    name = inputs.stem(item.name)
+    args = (loaded, item, result, params, threshold)
+    d = st.columns(5)
+    for col, (label, suffix, mime, key, tip) in zip(d, (
+            ("Mask PNG", "_mask.png", "image/png", "dl_mask", "8-bit PNG: 255 = vessel."),
+            ("Probability PNG", "_prob.png", "image/png", "dl_mean",
+             "8-bit grayscale: value / 255 = vessel probability."),
+            ("Probability TIFF", "_prob.tif", "image/tiff", "dl_tiff",
+             "32-bit float TIFF, probabilities in [0, 1] (ImageJ/Fiji, Python)."),
+            ("Uncertainty PNG", "_uncertainty.png", "image/png", "dl_unc",
+             "8-bit grayscale: value / 510 = sample std (0 to 0.5).")), strict=False):
+        col.download_button(label, segmenting.deferred(segmenting.result_file, *args, suffix),
+                            f"{name}{suffix}", mime, on_click="ignore", key=key,
+                            icon=":material/download:", help=tip)
+    d[4].download_button("All (zip)", segmenting.deferred(segmenting.results_zip, *args),
+                         f"{name}_vesselflow.zip", "application/zip", on_click="ignore",
+                         key="dl_zip", type="primary", icon=":material/folder_zip:")
+
+    if len(items) > 1:
+        batch_section(items, loaded, params, threshold)
+
+    with st.expander("How to read these results"):
+        st.markdown(
+            "- **Vessel probability**: for every pixel, the fraction of samples that mark it "
+            "as vessel.\n"
+            "- **Uncertainty**: the standard deviation of the samples at each pixel, "
+            "sqrt(p(1 − p)). Bright areas are where plausible maps disagree: vessel borders, "
+            "thin or faint vessels, lesions, blur.\n"
+            "- **Vessel mask**: the probability map cut at the threshold, inside the field of "
+            "view (the bright disc of the photograph, detected automatically).\n"
+            "- **Flag for expert review**: shown when the mean uncertainty is above the "
+            "model's reference value; it signals an image unlike those the model knows well, "
+            "not a finding about the patient.")
+
+
+guard.run_page(body)

@@ -1,0 +1,1 @@
+"""The batch runner behind ``vesselflow segment`` and ``vesselflow sr upscale``."""

@@ -1,0 +1,1 @@
+"""Infrastructure both tasks share: image reading, files, encoders, model weights."""

@@ -1,0 +1,1 @@
+"""Retinal vessel segmentation: models, data, inference, outputs, training, evaluation."""

@@ -1,0 +1,238 @@
+"""``vesselflow bench``: segmentation speed and memory for a DRIVE-sized image.
+
+For each model, a fresh worker process (so ``ru_maxrss`` is that model's own peak) loads the
+model, warms up, then segments one 584x565 image (a synthetic fundus, or DRIVE's first test
+image with ``--drive``) end to end, as ``vesselflow segment`` does (read, FOV, sampling, all
+output files), once per sample count (default 16 and 100). Reported per run:
+
+* ``seconds``: per-image latency after the model is loaded (what metrics.csv records);
+* ``sampling_seconds`` and ``samples_per_s``: the sampler alone (features + N samples);
+* ``cpu_seconds``: the worker's user + system CPU time over the image; with ``threads``
+  it shows whether the wall time was stretched by other processes on the machine;
+* ``peak_rss_mb``: the worker's peak resident memory so far (model + one image + buffers).
+
+Targets (issue 5, cnf-drive, this 2-core CPU): 16 samples <= 3 s, 100 samples <= 15 s, peak
+memory <= 2 GB. They are reported against, not asserted. The machine's load average is
+recorded with the results, since a busy machine makes every wall time longer.
+
+When a shipped model's weights are missing (not trained yet), its default architecture is
+timed with random weights instead and marked so: sampling cost does not depend on weight
+values. ``arch:cnf`` / ``arch:factored`` ask for that explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+TARGETS = {"16": 3.0, "100": 15.0, "peak_rss_mb": 2048.0}
+DEFAULT_OUT = Path("benchmarks/results/bench_segment.json")
+DRIVE_SIZE = (584, 565)
+
+
+def _worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs in a child process: time one model on one image for each sample count."""
+    import resource
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from vesselflow.batch.inputs import InputItem
+    from vesselflow.io.weights import LoadedModel, resolve_model
+
+    from .models import SHIPPED, VesselConfig, build_model, load_model
+    from .segment import segment_one
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    name, note = spec["model"], ""
+    t0 = time.perf_counter()
+    resolve = partial(resolve_model, shipped=SHIPPED)
+    if name.startswith("arch:") or (name in SHIPPED and not _has_weights(resolve, name)):
+        kind = name.removeprefix("arch:").split("-")[0]
+        note = ("shipped weights missing: default architecture with random weights"
+                if name in SHIPPED else "default architecture with random weights")
+        torch.manual_seed(0)
+        config = VesselConfig(kind=kind)
+        model = build_model(config).eval().to(memory_format=torch.channels_last)
+        loaded = LoadedModel(model, config, name, Path("-"), "-", {"threshold": 0.5})
+    else:
+        loaded = load_model(name, device="cpu")
+    load_s = time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory(prefix="vesselflow-bench-") as tmp:
+        tmp_dir = Path(tmp)
+        if spec.get("drive"):
+            image_path = Path(spec["drive"])
+        else:
+            from .data.synthetic import synthetic_fundus
+
+            image = synthetic_fundus(DRIVE_SIZE, seed=0)["image"]
+            image_path = tmp_dir / "drive_sized.png"
+            Image.fromarray(np.round(image * 255).astype(np.uint8)).save(image_path)
+        item = InputItem("bench", image_path)
+        out = tmp_dir / "out"
+        out.mkdir()
+
+        def once(n: int) -> dict[str, Any]:
+            c0, w0 = os.times(), time.perf_counter()
+            rec = segment_one(loaded, item, out, samples=n, temperature=1.0, threshold=0.5,
+                               seed=0, batch_size=spec["batch_size"], save_samples=False,
+                               device="cpu")
+            c1, wall = os.times(), time.perf_counter() - w0
+            return {"samples": n, "seconds": round(wall, 3),
+                    "sampling_seconds": rec["sampling_seconds"],
+                    "samples_per_s": round(n / rec["sampling_seconds"], 2),
+                    "cpu_seconds": round(c1.user - c0.user + c1.system - c0.system, 3),
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                         / 1024, 1),
+                    "image": [rec["height"], rec["width"]]}
+
+        once(2)  # warm-up: first-call allocations and oneDNN kernel selection
+        runs = []
+        for n in spec["samples"]:
+            best = min((once(n) for _ in range(spec["repeats"])), key=lambda r: r["seconds"])
+            runs.append(best)
+    return {"model": name, "kind": loaded.config.kind, "sha256": loaded.sha256, "note": note,
+            "config": loaded.config.to_dict(), "load_seconds": round(load_s, 3),
+            "threads": torch.get_num_threads(), "runs": runs}
+
+
+def _has_weights(resolve: Any, name: str) -> bool:
+    try:
+        resolve(name)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _startup_seconds(repeats: int = 3) -> float | None:
+    """Best wall time of ``python -m vesselflow --help`` (a fresh interpreter each time)."""
+    best = None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "vesselflow", "--help"],
+                              capture_output=True, timeout=120)
+        dt = time.perf_counter() - t
+        if proc.returncode != 0:
+            return None
+        best = dt if best is None else min(best, dt)
+    return None if best is None else round(best, 3)
+
+
+def run_bench(models: list[str], samples: list[int], *, drive: Path | None = None,
+              threads: int | None = None, batch_size: int = 8, repeats: int = 1,
+              out: Path | None = DEFAULT_OUT, say: Any = print) -> dict[str, Any]:
+    """Bench each model in its own process; returns (and writes to ``out``) the results."""
+    from vesselflow.io.files import write_json
+    from vesselflow.runtime import environment
+
+    image = None
+    if drive is not None:
+        found = sorted((Path(drive) / "test" / "images").glob("*.tif"))
+        if not found:
+            raise FileNotFoundError(f"{drive}: no test/images/*.tif (expected DRIVE's layout)")
+        image = found[0]
+    results = []
+    load = os.getloadavg()
+    for name in models:
+        say(f"bench: {name} ...")
+        spec = {"model": name, "samples": samples, "drive": str(image) if image else None,
+                "threads": threads, "batch_size": batch_size, "repeats": repeats}
+        proc = subprocess.run(
+            [sys.executable, "-c", "import json, sys; from vesselflow.vessel.bench import _worker; "
+             "print(json.dumps(_worker(json.loads(sys.argv[1]))))", json.dumps(spec)],
+            capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            results.append({"model": name, "error": " | ".join(tail)})
+            say(f"  {name}: FAILED: {' | '.join(tail)}")
+            continue
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(res)
+        say(_format(res))
+    record = {
+        "benchmark": "segment", "image": str(image) if image else f"synthetic {DRIVE_SIZE}",
+        "targets": {"cnf_16_samples_s": TARGETS["16"], "cnf_100_samples_s": TARGETS["100"],
+                    "peak_rss_mb": TARGETS["peak_rss_mb"]},
+        "load_average_before": [round(x, 2) for x in load],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "cli_help_seconds": _startup_seconds(),
+        "results": results, "environment": environment(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    say(f"vesselflow --help start-up: {record['cli_help_seconds']} s; load average "
+        f"{record['load_average_before'][0]} before, {record['load_average_after'][0]} after "
+        f"(on a busy machine every wall time is longer; cpu_s shows the work itself)")
+    if out is not None:
+        write_json(out, record)
+        say(f"wrote {out}")
+    return record
+
+
+def _format(res: dict[str, Any]) -> str:
+    lines = [f"  {res['model']} ({res['kind']}{', ' + res['note'] if res['note'] else ''}; "
+             f"{res['threads']} threads; load {res['load_seconds']:.2f} s)"]
+    for r in res["runs"]:
+        target = TARGETS.get(str(r["samples"])) if res["kind"] == "cnf" else None
+        verdict = (f"  target <= {target:g} s: {'met' if r['seconds'] <= target else 'MISSED'}"
+                   if target else "")
+        lines.append(f"    {r['samples']:>4} samples: {r['seconds']:6.2f} s/image "
+                     f"(sampling {r['sampling_seconds']:.2f} s, {r['samples_per_s']:.1f} "
+                     f"samples/s, cpu {r['cpu_seconds']:.2f} s), peak {r['peak_rss_mb']:.0f} MB"
+                     f"{verdict}")
+    peak = max(r["peak_rss_mb"] for r in res["runs"])
+    lines.append(f"    peak memory {peak:.0f} MB: target <= {TARGETS['peak_rss_mb']:.0f} MB "
+                 f"{'met' if peak <= TARGETS['peak_rss_mb'] else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``vesselflow bench``; sets ``func``."""
+    p = sub.add_parser(
+        "bench", help="time segmentation of a DRIVE-sized image (speed, memory)",
+        description="Per-image latency, samples/s and peak memory for a DRIVE-sized image, "
+        "per model, each in a fresh process; targets for cnf-drive: 16 samples <= 3 s, 100 "
+        "samples <= 15 s, peak memory <= 2 GB. Writes JSON to --out.")
+    p.add_argument("--model", action="append", default=None,
+                   help="model to time (repeatable): cnf-drive, factored-drive, a folder, or "
+                   "arch:cnf / arch:factored for the default architecture with random weights "
+                   "(default: both shipped models)")
+    p.add_argument("--samples", type=int, nargs="+", default=[16, 100],
+                   help="sample counts to time (default 16 100)")
+    p.add_argument("--drive", type=Path, help="DRIVE folder: time its first test image")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=1, help="best of R runs per sample count")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON ({DEFAULT_OUT})")
+    p.set_defaults(func=_cmd_bench)
+    return p
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from .models import SHIPPED
+
+    try:
+        record = run_bench(a.model or list(SHIPPED), a.samples, drive=a.drive,
+                           threads=a.threads, batch_size=a.batch_size, repeats=a.repeats,
+                           out=a.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"vesselflow bench: error: {e}", file=sys.stderr)
+        return 2
+    return 1 if any("error" in r for r in record["results"]) else 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="vesselflow")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", *sys.argv[1:]])
+    sys.exit(args.func(args))

@@ -1,0 +1,281 @@
+"""Per-image inference shared by the CLI, evaluation and the app.
+
+The conditioning features are computed once per image and shared by every sample (and the
+flow's context projections are cached across sample batches); samples are drawn in
+memory-bounded batches and folded into a running mean and variance, so memory does not grow
+with the number of samples.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vesselflow.flows import cached_context
+
+from .data.padding import crop_padding, pad_to_multiple, padded_size
+from .models import MULTIPLE, VesselFactored, VesselModel
+
+_MALLOC_TUNED = False
+
+
+def tune_malloc() -> bool:
+    """Keep freed sample buffers in glibc's heap instead of returning them to the OS.
+
+    Each sample batch allocates and frees the same large activations (tens of MB). glibc
+    serves blocks above its mmap threshold with fresh ``mmap`` calls and trims the heap top
+    after ``free``, so every batch page-faults its buffers in again: on the 2-core CPU that
+    was ~1.3 s of system time per 16 DRIVE-sized samples (of ~4 s). Raising the mmap and trim
+    thresholds makes the pages reusable; peak memory is unchanged (the same buffers are
+    reused). Process-wide, idempotent, Linux/glibc only; ``VESSELFLOW_NO_MALLOPT=1`` skips it.
+    Returns whether the settings are in effect.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    if not sys.platform.startswith("linux") or os.environ.get("VESSELFLOW_NO_MALLOPT"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # <malloc.h>
+        ok = (libc.mallopt(m_mmap_threshold, 1 << 30) == 1
+              and libc.mallopt(m_trim_threshold, (1 << 31) - 1) == 1
+              and libc.mallopt(m_top_pad, 64 << 20) == 1)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+    _MALLOC_TUNED = bool(ok)
+    return _MALLOC_TUNED
+
+
+@dataclass
+class SampleStats:
+    """Per-pixel statistics over n samples of one image, at the image's size (H, W).
+
+    Attributes:
+        mean: mean of the binary samples = vessel probability estimate, float32 in [0, 1].
+        std: per-pixel standard deviation across samples (the uncertainty map).
+        samples: the first ``keep`` samples, bool (k, H, W), or None.
+        n: number of samples the statistics are over (for the factored model, the exact
+            distribution is used: n = inf is reported as the requested n).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    samples: np.ndarray | None
+    n: int
+
+
+def to_tensor_image(image: np.ndarray | Tensor) -> Tensor:
+    """(H, W, 3) array or (3, H, W) tensor in [0, 1] -> (1, 3, H, W) float32 tensor."""
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+        image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+    if image.ndim == 3:
+        image = image[None]
+    return image.float()
+
+
+def prepare(image: np.ndarray | Tensor, device: str = "cpu") -> tuple[Tensor, tuple]:
+    """Pad to the models' multiple (black, like the outside of the FOV); returns (x, pad)."""
+    x, pad = pad_to_multiple(to_tensor_image(image), MULTIPLE, mode="constant")
+    x = x.to(device)
+    if device == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, pad
+
+
+@torch.inference_mode()
+def sample_stats(model: VesselModel, image: np.ndarray | Tensor, n: int = 16,
+                 temperature: float = 1.0, batch_size: int = 8, seed: int | None = 0,
+                 keep: int = 0, device: str = "cpu",
+                 callback: Callable[[int, np.ndarray], None] | None = None) -> SampleStats:
+    """Draw ``n`` binary vessel maps for one image and summarise them.
+
+    ``callback(done, running_mean)`` is called after each batch (progress bars, live maps).
+    The factored model's mean and std are its exact Bernoulli q and sqrt(q(1 - q)); samples
+    are drawn only when ``keep`` > 0.
+    """
+    if n < 1:
+        raise ValueError(f"number of samples must be >= 1, got {n}")
+    if device == "cpu":
+        tune_malloc()
+    x, pad = prepare(image, device)
+    gen = torch.Generator(device=device)
+    if seed is not None:
+        gen.manual_seed(seed)
+    feats = model.features(x)
+    kept: list[Tensor] = []
+    if isinstance(model, VesselFactored):
+        q = crop_padding(model.prob_map(feats)[0, 0], pad)
+        mean = q.float().cpu().numpy()
+        if keep:
+            kept.append(crop_padding(model.sample_labels(feats, keep, temperature, gen)[:, 0],
+                                     pad))
+        if callback:
+            callback(n, mean)
+        std = np.sqrt(np.clip(mean * (1 - mean), 0, None))
+        samples = torch.cat(kept).bool().cpu().numpy() if kept else None
+        return SampleStats(mean, std.astype(np.float32), samples, n)
+
+    total = torch.zeros(x.shape[-2:], dtype=torch.float64, device=device)
+    done = 0
+    with cached_context():
+        while done < n:
+            b = min(batch_size, n - done)
+            s = model.sample_labels(feats, b, temperature, gen)[:, 0]  # (b, H', W') {0, 1}
+            total += s.sum(0, dtype=torch.float64)
+            if len(kept) * batch_size < keep:
+                kept.append(s[: keep - sum(k.shape[0] for k in kept)])
+            done += b
+            if callback:
+                callback(done, crop_padding(total / done, pad).float().cpu().numpy())
+    mean = crop_padding(total / n, pad).float().cpu().numpy()
+    # Binary samples: the variance across samples is mean * (1 - mean), exactly, so a running
+    # sum is all the state needed (Welford's update reduces to this for {0, 1} data).
+    std = np.sqrt(np.clip(mean * (1 - mean), 0, None)).astype(np.float32)
+    samples = None
+    if kept:
+        samples = crop_padding(torch.cat(kept)[:keep], pad).bool().cpu().numpy()
+    return SampleStats(mean, std, samples, n)
+
+
+@torch.inference_mode()
+def log_likelihood(model: VesselModel, image: np.ndarray | Tensor, label: np.ndarray | Tensor,
+                   device: str = "cpu", n_bound_samples: int = 1,
+                   canvas: int | None = None) -> float:
+    """log P(label | image) in nats (a lower bound for the CNF, averaged over samples).
+
+    Image and label are padded (black image, background label); the padded pixels are then
+    nearly free, and bits per dimension are reported over the ORIGINAL pixel count, so the
+    padding can only make bpd look worse, never better.
+
+    With ``canvas`` = N both are instead padded to N x N (bottom/right), and the result is the
+    likelihood of the whole canvas: the paper trains on DRIVE padded to 1024 x 1024, and bpd
+    over that canvas (N * N dimensions) is how its numbers read (see ``evaluate``).
+    """
+    x = to_tensor_image(image)
+    y = label if isinstance(label, Tensor) else torch.from_numpy(np.asarray(label))
+    y = y.float().reshape(1, 1, *y.shape[-2:])
+    h, w = y.shape[-2:]
+    if canvas is None:
+        size = (padded_size(h, MULTIPLE), padded_size(w, MULTIPLE))
+    elif canvas % MULTIPLE or h > canvas or w > canvas:
+        raise ValueError(f"canvas {canvas} must be a multiple of {MULTIPLE} and at least "
+                         f"the image size {h}x{w}")
+    else:
+        size = (canvas, canvas)
+    pad = (0, size[1] - w, 0, size[0] - h)  # zeros at the bottom/right, for image and label
+    x, _ = prepare(F.pad(x, pad), device)
+    y = F.pad(y, pad).to(device)
+    feats = model.features(x)
+    lls = [model.log_likelihood(x, y, feats).item() for _ in range(n_bound_samples)]
+    return float(np.mean(lls))
+
+
+MAX_ANALYSIS_PIXELS = 16_000_000
+"""Largest image (pixels) a rescale to DRIVE's scale may produce; beyond it the FOV is suspect."""
+
+
+class AnalysisError(ValueError):
+    """An image that cannot be analysed as asked (empty FOV, absurd enlargement)."""
+
+
+class EnlargementError(AnalysisError):
+    """Bringing the image to DRIVE's scale would enlarge it beyond any fundus photograph
+    (analysing it at its own size may still work)."""
+
+
+@dataclass
+class Segmentation:
+    """Result of :func:`segment_image`, at the analysis scale (DRIVE's, when rescaled).
+
+    Attributes:
+        image: (h, w, 3) float32 image the model saw; fov: (h, w) bool field of view.
+        mean: vessel probability (mean of samples); std: per-pixel uncertainty (sample std).
+        samples: (k, h, w) bool individual samples, or None.
+        scale: how the original image was resized (``restore_size`` maps results back).
+        fov_source: "given" or "detected"; seconds: sampling time.
+    """
+
+    image: np.ndarray
+    fov: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    samples: np.ndarray | None
+    n: int
+    scale: object  # vesselflow.vessel.scale.ScaleInfo
+    fov_source: str
+    seconds: float
+
+    @property
+    def mean_uncertainty(self) -> float:
+        """Mean sample std inside the FOV: one number per image (flags expert review)."""
+        from .evaluation.metrics import mean_uncertainty
+
+        return mean_uncertainty(self.std, self.fov)
+
+    def original(self, map_2d: np.ndarray, order: int = 1) -> np.ndarray:
+        """A map at the analysis scale resized back to the input image's size."""
+        from .scale import restore_size
+
+        return restore_size(map_2d, self.scale, order=order)
+
+    def mask(self, threshold: float) -> np.ndarray:
+        """Binary vessel mask at the analysis scale: mean >= threshold, inside the FOV."""
+        return (self.mean >= threshold) & self.fov
+
+
+def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
+                  temperature: float = 1.0, seed: int | None = 0, batch_size: int = 8,
+                  keep: int = 0, fov: np.ndarray | None = None, rescale: bool = True,
+                  device: str = "cpu", name: str = "image",
+                  callback: Callable[[int, np.ndarray], None] | None = None) -> Segmentation:
+    """Detect the FOV (unless given), bring the image to DRIVE's scale, sample, summarise.
+
+    The one analysis path of ``vesselflow segment`` and the app. Images whose FOV diameter
+    differs from DRIVE's are resized so it matches (the models learned vessel widths at that
+    scale); :func:`vesselflow.vessel.scale.restore_size` maps the maps back.
+
+    Raises:
+        AnalysisError: naming ``name``, for an empty FOV or a rescale beyond
+            :data:`MAX_ANALYSIS_PIXELS` (a tiny detected FOV usually means no fundus at all).
+    """
+    from .fov import detect_fov
+    from .scale import DRIVE_FOV_DIAMETER, ScaleInfo, fov_diameter, rescale_to_drive
+
+    fov_source = "given" if fov is not None else "detected"
+    if fov is None:
+        fov = detect_fov(image)
+    if not fov.any():
+        raise AnalysisError(f"{name}: the field of view is empty: no part of the image can be "
+                            f"analysed")
+    if rescale:
+        # Checked before resizing: a tiny FOV must not blow the image up in memory.
+        h, w = fov.shape
+        factor = DRIVE_FOV_DIAMETER / fov_diameter(fov)
+        if h * w * factor**2 > MAX_ANALYSIS_PIXELS:
+            raise EnlargementError(
+                f"{name}: the {fov_source} field of view is only "
+                f"{DRIVE_FOV_DIAMETER / factor:.0f} px across; bringing it to DRIVE's scale "
+                f"would enlarge the image to {w * factor:.0f}x{h * factor:.0f} px. Is this a "
+                f"fundus photograph with a visible field of view?")
+        x, fov_x, info = rescale_to_drive(image, fov)
+    else:
+        shape = tuple(fov.shape)
+        x, fov_x, info = image, fov, ScaleInfo(shape, shape, 1.0, fov_diameter(fov))
+    t0 = time.perf_counter()
+    stats = sample_stats(model, x, n=n, temperature=temperature, batch_size=batch_size,
+                         seed=seed, keep=keep, device=device, callback=callback)
+    return Segmentation(np.asarray(x, dtype=np.float32), fov_x, stats.mean, stats.std,
+                        stats.samples, stats.n, info, fov_source,
+                        round(time.perf_counter() - t0, 2))

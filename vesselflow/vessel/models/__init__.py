@@ -1,0 +1,22 @@
+"""Vessel models (CNF and factored baseline), their conditioning network and weight I/O."""
+
+from vesselflow.io.weights import LoadedModel, save_model
+
+from .conditioning import ConditioningNet
+from .vessel import MULTIPLE, VesselCNF, VesselConfig, VesselFactored, VesselModel, build_model
+from .weights import FAMILY, SHIPPED, load_model
+
+__all__ = [
+    "FAMILY",
+    "MULTIPLE",
+    "SHIPPED",
+    "ConditioningNet",
+    "LoadedModel",
+    "VesselCNF",
+    "VesselConfig",
+    "VesselFactored",
+    "VesselModel",
+    "build_model",
+    "load_model",
+    "save_model",
+]

@@ -1,0 +1,170 @@
+"""Bring a user's fundus image to DRIVE's scale, and results back to the user's size.
+
+A model trained on DRIVE has learned vessel widths in DRIVE pixels, so a photograph from
+another camera (e.g. 3000 px wide, or a 300 px thumbnail) should be resized so that its field
+of view (FOV) has DRIVE's diameter before inference. The FOV diameter is the scale-invariant
+quantity: image sizes differ between cameras, and the black surround varies, but the retina
+seen through the FOV is comparable.
+
+Approach:
+
+* :func:`fov_diameter` fits a circle (algebraic least squares, Kasa) to the FOV boundary,
+  ignoring boundary pixels on the image edge. This measures the true disc diameter even when a
+  camera crops the top and bottom of the disc, where the area or the bounding box would
+  under-estimate it.
+* :data:`DRIVE_FOV_DIAMETER` is that diameter averaged over DRIVE's 40 official masks
+  (537.7 px; per image 534.6-539.2).
+* :func:`rescale_to_drive` resizes image (bilinear, anti-aliased when shrinking) and FOV
+  (nearest) by ``DRIVE_FOV_DIAMETER / diameter``; within ``tolerance`` (5%) nothing is resized,
+  because a resampling costs sharpness and vessel widths vary more than that between DRIVE
+  images anyway.
+* :func:`restore_size` resizes a result map back to the original (H, W) recorded in
+  :class:`ScaleInfo`: bilinear for probability maps, ``order=0`` for masks.
+
+All resizing uses ``skimage.transform.resize``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.transform import resize
+
+DRIVE_FOV_DIAMETER = 537.7
+"""Mean FOV diameter (pixels) of DRIVE's 40 official masks, by circle fit."""
+
+DEFAULT_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class ScaleInfo:
+    """How :func:`rescale_to_drive` changed an image.
+
+    Attributes:
+        original_shape: (H, W) before resizing.
+        scaled_shape: (H', W') after resizing (equal to original_shape if not resized).
+        factor: Linear scale applied (H' ~ factor * H); 1.0 if not resized.
+        fov_diameter: FOV diameter measured on the original, in pixels.
+    """
+
+    original_shape: tuple[int, int]
+    scaled_shape: tuple[int, int]
+    factor: float
+    fov_diameter: float
+
+    @property
+    def resized(self) -> bool:
+        """Whether the image was actually resized."""
+        return self.scaled_shape != self.original_shape
+
+
+def fov_diameter(fov: np.ndarray) -> float:
+    """Diameter in pixels of a (roughly circular) FOV mask.
+
+    Args:
+        fov: bool (H, W).
+
+    Returns:
+        Diameter of the least-squares circle through the FOV boundary (boundary pixels on the
+        image edge excluded). Falls back to the equal-area circle if too little boundary is
+        left to fit.
+    """
+    fov = np.asarray(fov, dtype=bool)
+    if fov.ndim != 2:
+        raise ValueError(f"expected a 2-D mask (H, W), got shape {fov.shape}")
+    area = int(fov.sum())
+    if area == 0:
+        raise ValueError("FOV mask is empty")
+    equal_area = 2.0 * np.sqrt(area / np.pi)
+    edge = fov & ~ndi.binary_erosion(fov, border_value=1)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
+    ys, xs = np.nonzero(edge)
+    if len(xs) < 20:
+        return float(equal_area)
+    # Pixel centres of the boundary lie half a pixel inside the true edge.
+    x, y = xs.astype(np.float64), ys.astype(np.float64)
+    a = np.column_stack([x, y, np.ones_like(x)])
+    b = x**2 + y**2
+    (cx2, cy2, c), *_ = np.linalg.lstsq(a, b, rcond=None)
+    cx, cy = cx2 / 2, cy2 / 2
+    r2 = c + cx**2 + cy**2
+    if not np.isfinite(r2) or r2 <= 0:
+        return float(equal_area)
+    diameter = 2.0 * np.sqrt(r2) + 1.0
+    # A nearly straight boundary fragment can fit a huge circle: trust area then.
+    if not 0.5 * equal_area <= diameter <= 3.0 * equal_area:
+        return float(equal_area)
+    return float(diameter)
+
+
+def rescale_to_drive(
+    image: np.ndarray,
+    fov: np.ndarray,
+    *,
+    target_diameter: float = DRIVE_FOV_DIAMETER,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> tuple[np.ndarray, np.ndarray, ScaleInfo]:
+    """Resize an image and its FOV so the FOV diameter matches DRIVE's.
+
+    Args:
+        image: (H, W, C) or (H, W) float image.
+        fov: bool (H, W) FOV mask (e.g. from :func:`vesselflow.vessel.fov.detect_fov`).
+        target_diameter: Diameter to match, in pixels.
+        tolerance: Relative difference below which nothing is resized.
+
+    Returns:
+        (image (H', W', C) float32, fov (H', W') bool, ScaleInfo).
+    """
+    fov = np.asarray(fov, dtype=bool)
+    h, w = fov.shape
+    if tuple(image.shape[:2]) != (h, w):
+        raise ValueError(f"image {image.shape[:2]} and FOV {fov.shape} sizes differ")
+    diameter = fov_diameter(fov)
+    factor = target_diameter / diameter
+    if abs(factor - 1.0) <= tolerance:
+        info = ScaleInfo((h, w), (h, w), 1.0, diameter)
+        return np.asarray(image, dtype=np.float32), fov, info
+    new_shape = (max(1, round(h * factor)), max(1, round(w * factor)))
+    out = resize(
+        np.asarray(image, dtype=np.float32),
+        new_shape + tuple(image.shape[2:]),
+        order=1,
+        anti_aliasing=factor < 1,
+        preserve_range=True,
+    ).astype(np.float32)
+    fov_out = resize(fov, new_shape, order=0, anti_aliasing=False).astype(bool)
+    return out, fov_out, ScaleInfo((h, w), new_shape, float(factor), diameter)
+
+
+def restore_size(map_2d: np.ndarray, info: ScaleInfo, *, order: int = 1) -> np.ndarray:
+    """Map a result computed on the rescaled image back to the original size.
+
+    Args:
+        map_2d: (H', W') result, e.g. a vessel probability map or a binary mask.
+        info: The ScaleInfo returned by :func:`rescale_to_drive`.
+        order: 1 (bilinear) for probability maps; 0 (nearest) for masks and labels.
+
+    Returns:
+        (H, W) array in the original size, same dtype as ``map_2d`` (float32 for order 1
+        on float input).
+    """
+    map_2d = np.asarray(map_2d)
+    if tuple(map_2d.shape[:2]) != tuple(info.scaled_shape):
+        raise ValueError(
+            f"map has size {map_2d.shape[:2]}, expected the rescaled size {info.scaled_shape}"
+        )
+    if not info.resized:
+        return map_2d
+    shrinking = info.original_shape[0] < info.scaled_shape[0]
+    out = resize(
+        map_2d,
+        tuple(info.original_shape) + tuple(map_2d.shape[2:]),
+        order=order,
+        anti_aliasing=bool(order > 0 and shrinking),
+        preserve_range=True,
+    )
+    if map_2d.dtype == bool:
+        return out.astype(bool)
+    return out.astype(map_2d.dtype if order == 0 else np.result_type(map_2d.dtype, np.float32))

@@ -1,0 +1,208 @@
+"""``vesselflow segment``: batch vessel segmentation that never loses work.
+
+Inputs (``-i``): one image file, a folder (searched recursively, image types only), a glob
+(``'data/**/*.png'``), or a CSV file with ``path[,id]`` rows (paths relative to the CSV; an
+optional header row ``path,id``). Each image gets an id: its file stem, or, when two inputs
+share a stem, its path relative to the input root with ``/`` written as ``__``; a CSV may give
+ids explicitly.
+
+Per image ``<id>``: the files of :mod:`vesselflow.vessel.outputs` (probability, mask,
+uncertainty, overlay, FOV, optionally the samples), at the input's original size.
+
+Per run: ``run.json`` (model, parameters, seed, device, package versions, times, counts,
+failures) and ``metrics.csv`` (one row per input), written by the batch runner
+(:mod:`vesselflow.batch.runner`), which also gives ``--continue``/``--overwrite``, progress,
+failure records, sharding and signal handling; bookkeeping lives in ``OUT/.vesselflow/``.
+
+Large images: the FOV is detected and the image is resized so that its FOV diameter matches
+DRIVE's (``vesselflow.vessel.scale``), segmented at the training scale, and the maps are
+resized back to the original size (bilinear for probabilities, nearest for the mask and the
+samples). A 3504x2336 photograph is therefore sampled at ~840x560.
+
+Sharding: ``torchrun --nproc_per_node=N -m vesselflow segment ...``; each image's seed is
+derived from ``--seed`` and its id, so results do not depend on the sharding.
+
+Heavy libraries (torch, numpy, Pillow, ...) are imported inside functions: ``vesselflow
+--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vesselflow.batch.inputs import BatchError, InputItem, collect_inputs, image_seed
+
+STATE_DIR = ".vesselflow"
+METRIC_FIELDS = ("id", "input", "status", "vessel_density", "mean_uncertainty", "seconds",
+                 "height", "width", "scale_factor", "error")
+
+
+def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
+                temperature: float, threshold: float, seed: int, batch_size: int,
+                save_samples: bool, device: str,
+                on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """Segment one image and write its outputs; returns its metrics row.
+
+    Raises whatever reading or sampling raises; the caller records it and goes on.
+    """
+    from vesselflow.io.images import read_image
+
+    from .fov import detect_fov
+    from .inference import segment_image
+    from .outputs import write_outputs
+
+    image = read_image(item.path)  # (H, W, 3) float32 in [0, 1]; ImageReadError names the file
+    h, w = image.shape[:2]
+    if min(h, w) < 8:
+        raise ValueError(f"{item.path}: image is {w}x{h} pixels, too small to segment")
+    fov = detect_fov(image)  # (H, W) bool, at the input's size
+    callback = (lambda done, _m: on_progress(done / samples)) if on_progress else None
+    result = segment_image(loaded.model, image, n=samples, temperature=temperature,
+                           seed=image_seed(seed, item.id), batch_size=batch_size,
+                           keep=samples if save_samples else 0, fov=fov, device=device,
+                           name=str(item.path), callback=callback)
+    summary = write_outputs(out, item.id, image, result, threshold, fov=fov,
+                            save_samples=save_samples)
+    info = result.scale
+    return {"status": "ok", **summary, "sampling_seconds": round(result.seconds, 3),
+            "height": h, "width": w, "scale_factor": round(info.factor, 4),
+            "fov_diameter": round(info.fov_diameter, 1), "seed": image_seed(seed, item.id),
+            "samples": result.n}
+
+
+def _settings(loaded: Any, samples: int, temperature: float, threshold: float, seed: int,
+              save_samples: bool) -> dict[str, Any]:
+    """What decides an image's outputs: a --continue must use the same."""
+    return {"model_sha256": loaded.sha256, "samples": samples, "temperature": temperature,
+            "threshold": threshold, "seed": seed, "save_samples": save_samples}
+
+
+def _parse_threshold(text: str | float) -> str | float:
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threshold must be 'auto' or a number in (0, 1], got "
+                                         f"{text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"threshold must be in (0, 1], got {value}")
+    return value
+
+
+def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-drive",
+                   samples: int = 16, temperature: float = 1.0,
+                   threshold: str | float = "auto", seed: int = 0, device: str = "auto",
+                   resume: bool = False, overwrite: bool = False, save_samples: bool = False,
+                   progress: bool = True, batch_size: int = 8,
+                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Segment every input image into ``out``; the Python form of ``vesselflow segment``.
+
+    Failed images are recorded (run.json, metrics.csv) and the batch goes on. Under torchrun
+    (RANK/WORLD_SIZE set) each rank segments its share and rank 0 writes the merged run files.
+
+    Returns:
+        The run record as written to run.json (``counts``: total/ok/failed/skipped over all
+        ranks; ``failures``: id, input, error).
+
+    Raises:
+        BatchError: bad arguments, no inputs, a refused output folder, a model that cannot
+            be loaded. KeyboardInterrupt passes through after finished work is recorded.
+    """
+    from vesselflow.batch.runner import open_run
+    from vesselflow.runtime import now, sigterm_as_interrupt
+
+    say = log or (lambda s: print(s, flush=True))
+    out = Path(out).expanduser()
+    if resume and overwrite:
+        raise BatchError("--continue and --overwrite exclude each other")
+    if samples < 1:
+        raise BatchError(f"--samples must be >= 1, got {samples}")
+    if batch_size < 1:
+        raise BatchError(f"--batch-size must be >= 1, got {batch_size}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise BatchError(f"--temperature must be >= 0, got {temperature}")
+    try:
+        thr_arg = _parse_threshold(threshold)
+    except argparse.ArgumentTypeError as e:
+        raise BatchError(str(e)) from None
+    started, t_start = now(), time.perf_counter()
+    items = collect_inputs(inputs, exclude=out)
+
+    dist = open_run()
+    try:
+        with sigterm_as_interrupt():
+            task = _task(dist, model=model, samples=samples, temperature=temperature,
+                         thr_arg=thr_arg, seed=seed, device=device, resume=resume,
+                         overwrite=overwrite, save_samples=save_samples, progress=progress,
+                         batch_size=batch_size, out=out, n_items=len(items))
+            from vesselflow.batch.runner import run_batch
+
+            return run_batch(task, dist, items, inputs, out, resume=resume,
+                             overwrite=overwrite, progress=progress, say=say,
+                             started=started, t_start=t_start)
+    finally:
+        dist.close()
+
+
+def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: str | float,
+          seed: int, device: str, resume: bool, overwrite: bool, save_samples: bool,
+          progress: bool, batch_size: int, out: Path, n_items: int) -> Any:
+    """Load the model and describe the segment run to the batch runner."""
+    from vesselflow import __version__
+    from vesselflow.batch.runner import BatchTask
+    from vesselflow.runtime import pick_device
+
+    from .models import load_model
+    from .outputs import OUTPUT_SUFFIXES, SAMPLES_SUFFIX, output_names
+
+    try:
+        dev = pick_device(device)
+    except ValueError as e:
+        raise BatchError(str(e)) from None
+    if dev == "cuda" and dist.world > 1:
+        dev = f"cuda:{dist.local_rank}"  # one GPU per process on a multi-GPU machine
+    try:
+        loaded = load_model(model, device=dev)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        raise BatchError(f"cannot load model {model!r}: {e}") from None
+    threshold = loaded.threshold if thr_arg == "auto" else float(thr_arg)
+    settings = _settings(loaded, samples, temperature, threshold, seed, save_samples)
+    meta = loaded.meta
+    record = {
+        "model": {"name": loaded.name, "path": str(loaded.path), "kind": loaded.config.kind,
+                  "version": meta.get("version", __version__), "sha256": loaded.sha256,
+                  "threshold": loaded.threshold, "config": loaded.config.to_dict(),
+                  "trained_step": meta.get("step")},
+        "parameters": {"samples": samples, "temperature": temperature, "threshold": thr_arg,
+                       "threshold_used": threshold, "seed": seed, "device": device,
+                       "batch_size": batch_size, "save_samples": save_samples,
+                       "continue": resume, "overwrite": overwrite,
+                       "no_progress": not progress},
+        "seed": seed, "device": dev,
+    }
+
+    def process(item: InputItem, out: Path, on_progress: Callable[[float], None]) -> dict:
+        return segment_one(loaded, item, out, samples=samples, temperature=temperature,
+                           threshold=threshold, seed=seed, batch_size=batch_size,
+                           save_samples=save_samples, device=dev, on_progress=on_progress)
+
+    shards = f" on {dist.world} processes" if dist.world > 1 else ""
+    return BatchTask(
+        command="segment", state_dir=STATE_DIR,
+        output_suffixes=(*OUTPUT_SUFFIXES, SAMPLES_SUFFIX), metric_fields=METRIC_FIELDS,
+        output_names=lambda i: output_names(i, save_samples),
+        all_output_names=lambda i: output_names(i, True), process=process,
+        settings=settings, record=record,
+        outputs=[s.lstrip("_") for s in OUTPUT_SUFFIXES]
+        + ([SAMPLES_SUFFIX.lstrip("_")] if save_samples else []),
+        start_line=f"segment: {n_items} image(s){shards} with {loaded.name} "
+        f"({loaded.config.kind}, sha256 {loaded.sha256[:12]}), {samples} samples, "
+        f"threshold {threshold:.3f}, device {dev} -> {out}",
+        ok_line=lambda r: f"ok in {r['seconds']:.1f} s, vessel density "
+                          f"{r['vessel_density']:.3f}")

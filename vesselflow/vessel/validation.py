@@ -1,0 +1,61 @@
+"""Validation during training and the a-priori threshold, on DRIVE's fixed validation split."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vesselflow.flows import bits_per_dim
+
+from .evaluation.metrics import binary_scores, in_fov, max_f1
+from .inference import log_likelihood, sample_stats
+
+
+@functools.cache
+def _val_items(drive: Path) -> tuple[dict[str, Any], ...]:
+    """The validation images, decoded once per process (validation runs many times)."""
+    from .data.drive import DriveDataset
+
+    data = DriveDataset(drive, "val")
+    return tuple(data[i] for i in range(len(data)))
+
+
+def _maps(model, drive, device, n_samples, seed):
+    probs, truths, lls, pixels = [], [], [], 0
+    for item in _val_items(Path(drive).resolve()):
+        image, label = item["image"], item["label"][0]
+        fov = item["fov"][0].bool().numpy()
+        stats = sample_stats(model, image, n=n_samples, seed=seed, device=device)
+        probs.append(in_fov(stats.mean, fov))
+        truths.append(in_fov(label.numpy(), fov))
+        lls.append(log_likelihood(model, image, label, device=device))
+        pixels += label.numel()
+    return np.concatenate(probs), np.concatenate(truths) > 0.5, float(np.sum(lls)), pixels
+
+
+@torch.no_grad()
+def validate(model, drive: Path, device: str, n_samples: int = 4, seed: int = 0
+             ) -> dict[str, float]:
+    """bpd (over whole images) and max F1 of the mean of ``n_samples`` (inside the FOV)."""
+    was_training = model.training
+    model.eval()
+    try:
+        prob, truth, ll, pixels = _maps(model, drive, device, n_samples, seed)
+    finally:
+        model.train(was_training)
+    f1, thr = max_f1(prob, truth)
+    return {"bpd": bits_per_dim(ll, pixels), "max_f1": f1, "threshold": thr}
+
+
+@torch.no_grad()
+def choose_threshold(model, drive: Path, device: str, n_samples: int = 16, seed: int = 0
+                     ) -> dict[str, float]:
+    """The threshold maximising pooled F1 on the validation split (never the test set)."""
+    model.eval()
+    prob, truth, _, _ = _maps(model, drive, device, n_samples, seed)
+    f1, thr = max_f1(prob, truth)
+    return {"threshold": thr, "f1": binary_scores(prob >= thr, truth)["f1"], "max_f1": f1}
