@@ -134,7 +134,7 @@ def build() -> str:
     if (ROOT / "docs" / "segment.png").exists():
         lines += ["", "### The app", "", "Segment page on DRIVE test image 01 with the shipped "
                   "CNF (screenshot taken by `VESSELFLOW_APP_REAL=1 VESSELFLOW_SCREENSHOT="
-                  "docs/segment.png pytest -m browser tests/test_app_browser.py`):", "",
+                  "docs/segment.png pytest -m browser tests/app/test_browser.py`):", "",
                   "![Segment page](docs/segment.png)"]
     return "\n".join(lines)
 

@@ -7,10 +7,10 @@ notebooks`` do, and skips a notebook whose data or weights (``REQUIRES``) are ab
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from conftest import data_dir as _data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -24,11 +24,6 @@ REQUIRES: dict[str, dict[str, tuple[str, ...]]] = {
     "drive_results.ipynb": {"data": ("DRIVE",), "repo": ()},
     "superres_results.ipynb": {"data": ("SR",), "repo": ("vesselflow/weights/sr-cnf",)},
 }
-
-
-def _data_dir() -> Path:
-    default = REPO.parent / "shared" / "data"
-    return Path(os.environ.get("VESSELFLOW_DATA", default)).expanduser().resolve()
 
 
 def _missing(name: str) -> list[str]:

@@ -12,7 +12,7 @@ A fundus photograph is a bright, roughly circular disc on a dark surround. The d
    (drops burnt-in text or logos), hole filling (dark lesions, the macula).
 
 Measured on DRIVE's 40 official masks (train + test): IoU min 0.990, mean 0.995
-(see tests/test_data_fov.py). Large images are analysed at <= 1024 px on the long side and the
+(see tests/vessel/test_fov.py). Large images are analysed at <= 1024 px on the long side and the
 mask is resized back (nearest), which keeps the cost at ~20 ms per image.
 """
 

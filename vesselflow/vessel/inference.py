@@ -56,6 +56,17 @@ def tune_malloc() -> bool:
     return _MALLOC_TUNED
 
 
+def binary_std(mean: np.ndarray) -> np.ndarray:
+    """The std across binary samples whose mean is ``mean``: sqrt(mean (1 - mean)), exactly,
+    float32 in [0, 0.5] (the convention of every uncertainty map)."""
+    return np.sqrt(np.clip(mean * (1 - mean), 0, None)).astype(np.float32)
+
+
+def vessel_mask(prob: np.ndarray, fov: np.ndarray, threshold: float) -> np.ndarray:
+    """The binary vessel map: ``prob >= threshold`` inside the FOV (never vessel outside)."""
+    return (prob >= threshold) & fov
+
+
 @dataclass
 class SampleStats:
     """Per-pixel statistics over n samples of one image, at the image's size (H, W).
@@ -123,7 +134,7 @@ def sample_stats(model: VesselModel, image: np.ndarray | Tensor, n: int = 16,
                                      pad))
         if callback:
             callback(n, mean)
-        std = np.sqrt(np.clip(mean * (1 - mean), 0, None))
+        std = binary_std(mean)
         samples = torch.cat(kept).bool().cpu().numpy() if kept else None
         return SampleStats(mean, std.astype(np.float32), samples, n)
 
@@ -142,7 +153,7 @@ def sample_stats(model: VesselModel, image: np.ndarray | Tensor, n: int = 16,
     mean = crop_padding(total / n, pad).float().cpu().numpy()
     # Binary samples: the variance across samples is mean * (1 - mean), exactly, so a running
     # sum is all the state needed (Welford's update reduces to this for {0, 1} data).
-    std = np.sqrt(np.clip(mean * (1 - mean), 0, None)).astype(np.float32)
+    std = binary_std(mean)
     samples = None
     if kept:
         samples = crop_padding(torch.cat(kept)[:keep], pad).bool().cpu().numpy()
@@ -232,7 +243,7 @@ class Segmentation:
 
     def mask(self, threshold: float) -> np.ndarray:
         """Binary vessel mask at the analysis scale: mean >= threshold, inside the FOV."""
-        return (self.mean >= threshold) & self.fov
+        return vessel_mask(self.mean, self.fov, threshold)
 
 
 def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,

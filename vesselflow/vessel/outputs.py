@@ -45,13 +45,14 @@ def write_outputs(out: Path, image_id: str, image: np.ndarray, result: Any, thre
     Returns:
         ``vessel_density`` (mask fraction of the FOV) and ``mean_uncertainty`` (mean std in it).
     """
+    from .inference import vessel_mask
     from .visualize import overlay
 
     if fov is None:
         fov = result.original(result.fov, order=0).astype(bool)
     prob = np.clip(result.original(result.mean), 0.0, 1.0).astype(np.float32)
     std = np.clip(result.original(result.std), 0.0, 0.5).astype(np.float32)
-    mask = (prob >= threshold) & fov  # (H, W) bool; outside the FOV is never vessel
+    mask = vessel_mask(prob, fov, threshold)  # (H, W) bool, at the original size
 
     write_tiff(out / f"{image_id}_prob.tif", prob)
     write_png(out / f"{image_id}_prob.png", np.round(prob * 255).astype(np.uint8), PNG_LEVEL)

@@ -16,6 +16,7 @@ from vesselflow.vessel.evaluation.figures import (
     sample_scatter_figure,
 )
 from vesselflow.vessel.evaluation.metrics import score_case
+from vesselflow.vessel.inference import vessel_mask
 from vesselflow.vessel.visualize import AGREEMENT_COLORS, agreement_map, gray, thumbnail, to_uint8
 
 SOURCES = {
@@ -181,7 +182,7 @@ def body() -> None:
                    "the reference: the spread shows how much plausible vessel maps differ.")
 
     st.subheader("Maps")
-    pred = (mean >= threshold) & fov
+    pred = vessel_mask(mean, fov, threshold)
     legend = ", ".join(f"{k}: {v}" for k, v in zip(
         AGREEMENT_COLORS, ("white", "red", "blue", "black", "grey"), strict=True))
     cols = st.columns(4)

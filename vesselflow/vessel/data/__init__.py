@@ -1,19 +1,20 @@
-"""Retinal data pipeline: safe image I/O, DRIVE loading and preparation, augmentation, padding,
-FOV detection, rescaling to DRIVE's scale, and synthetic fundus images.
+"""Vessel data: DRIVE loading and preparation, augmentation, padding and synthetic fundus
+images, with the readers, FOV detection and scale handling the notebooks use next to them.
 
 Modules (import the one you need; names below are also re-exported lazily from here, so
 ``import vesselflow.vessel.data`` stays cheap and only pulls MONAI/albumentations on first use):
 
-* :mod:`.errors` - :class:`ImageReadError` (every bad input), :class:`DatasetLayoutError`;
-* :mod:`.io` - :func:`read_image`, :func:`read_image_bytes`, :func:`read_mask`,
-  :func:`read_mask_bytes`;
-* :mod:`.drive` - DRIVE splits, records, MONAI loading, :class:`DriveDataset`,
-  :func:`verify_drive`, :func:`prepare_drive`;
+* :mod:`vesselflow.io.errors` - :class:`ImageReadError` (every bad input),
+  :class:`DatasetLayoutError`;
+* :mod:`vesselflow.io.images` / :mod:`vesselflow.io.masks` - :func:`read_image`,
+  :func:`read_image_bytes`, :func:`read_mask`, :func:`read_mask_bytes`;
+* :mod:`.drive` - DRIVE splits, records, MONAI loading, :class:`DriveDataset`;
+* :mod:`.prepare` - :func:`verify_drive`, :func:`prepare_drive`;
 * :mod:`.augment` - :class:`TrainAugment` (paper's random affine + patch crop);
 * :mod:`.padding` - :func:`pad_to_multiple`, :func:`crop_padding`;
-* :mod:`.fov` - :func:`detect_fov`;
-* :mod:`.scale` - :data:`DRIVE_FOV_DIAMETER`, :func:`fov_diameter`, :func:`rescale_to_drive`,
-  :func:`restore_size`;
+* :mod:`vesselflow.vessel.fov` - :func:`detect_fov`;
+* :mod:`vesselflow.vessel.scale` - :data:`DRIVE_FOV_DIAMETER`, :func:`fov_diameter`,
+  :func:`rescale_to_drive`, :func:`restore_size`;
 * :mod:`.synthetic` - :func:`synthetic_fundus`.
 """
 

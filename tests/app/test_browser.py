@@ -25,10 +25,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import data_dir as _data_dir
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--disable-background-networking", "--disable-component-update",
@@ -36,9 +37,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
 VIEWPORT = {"width": 1400, "height": 2700}  # tall: Streamlit scrolls inside its own container
 
 
-def _data_dir() -> Path:
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return Path(os.environ.get("VESSELFLOW_DATA", default)).expanduser()
 
 
 def _free_port() -> int:

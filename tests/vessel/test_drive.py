@@ -27,7 +27,7 @@ from vesselflow.vessel.data.drive import (
 )
 from vesselflow.vessel.data.prepare import prepare_drive, verify_drive
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _link_tree(src: Path, dst: Path, skip: Callable[[str], bool] = lambda rel: False) -> Path:

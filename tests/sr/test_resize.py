@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import data_dir
 from PIL import Image
 
 from vesselflow.sr.metrics import psnr_y
 from vesselflow.sr.resize import bicubic_degrade, bicubic_upscale, contributions, imresize
 
-DATA = Path(os.environ.get("VESSELFLOW_DATA",
-                           Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = data_dir()
 
 
 def _keys(t: float, a: float = -0.5) -> float:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import data_dir
 from PIL import Image
 
 from vesselflow.flows import MultiScaleFlow
@@ -25,8 +25,7 @@ from vesselflow.sr import (
     sigmoid_ladj,
 )
 
-DATA = Path(os.environ.get("VESSELFLOW_DATA",
-                           Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = data_dir()
 TINY = SRConfig(features=8, blocks=1, growth=8, steps=2, hidden=16, deq_steps=2,
                 deq_hidden=8, n_mix=3)
 

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_VESSEL as TINY
 
 from vesselflow.flows import bits_per_dim
 from vesselflow.vessel.inference import log_likelihood, sample_stats
 from vesselflow.vessel.models import VesselConfig, build_model, load_model, save_model
-
-TINY = dict(width=4, steps=1, hidden=(4, 4), deq_steps=1, deq_hidden=4, deq_width=4)
 
 
 def _perturbed(kind: str, seed: int = 0):

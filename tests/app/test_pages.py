@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_SR
+from conftest import TINY_VESSEL as TINY
+from conftest import data_dir as _data_dir
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "vesselflow" / "app" / "main.py"
 
 TIMEOUT = 90  # seconds per script run; generous for a loaded 2-core machine
-TINY = {"width": 4, "steps": 1, "hidden": (4, 4), "deq_steps": 1, "deq_hidden": 4,
-        "deq_width": 4}
 
 
-def _data_dir() -> Path:
-    default = REPO.parent / "shared" / "data"
-    return Path(os.environ.get("VESSELFLOW_DATA", default)).expanduser()
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +48,6 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return out
 
 
-TINY_SR = {"features": 8, "blocks": 1, "growth": 8, "steps": 2, "hidden": 16, "n_mix": 3}
 
 
 @pytest.fixture(scope="module")

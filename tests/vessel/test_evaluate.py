@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_VESSEL as TINY
 from PIL import Image
 
 from vesselflow.cli import main
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 from vesselflow.vessel.models import VesselConfig, build_model, save_model
 
-TINY = dict(width=4, steps=1, hidden=(4, 4), deq_steps=1, deq_hidden=4, deq_width=4)
 KEYS = {"bpd", "max_f1", "f1", "threshold", "auc_roc", "average_precision", "ece",
         "sample_precision", "sample_recall", "human", "n_images", "n_samples"}
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import TINY_VESSEL as TINY
 from PIL import Image
 
 from vesselflow.batch.inputs import BatchError, collect_inputs, image_seed
@@ -34,9 +35,8 @@ from vesselflow.vessel.models import VesselConfig, build_model, save_model
 from vesselflow.vessel.outputs import OUTPUT_SUFFIXES, output_names
 from vesselflow.vessel.segment import STATE_DIR
 
-TINY = dict(width=4, steps=1, hidden=(4, 4), deq_steps=1, deq_hidden=4, deq_width=4)
 SIZES = {"a": (128, 128), "b": (120, 136), "sub/a": (128, 128)}  # input -> (H, W)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_VESSEL as TINY
 
 from vesselflow.training.checkpoint import load_last, save_last
 from vesselflow.training.loop import NonFiniteLossError
 from vesselflow.vessel.models import VesselCNF, VesselConfig, build_model
 from vesselflow.vessel.training import TrainOptions, train
-
-TINY = {"width": 4, "steps": 1, "hidden": (4, 4), "deq_steps": 1, "deq_hidden": 4,
-        "deq_width": 4}
 
 
 def _opts(drive: Path, out: Path, **kw) -> TrainOptions:
