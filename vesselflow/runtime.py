@@ -41,13 +41,17 @@ def now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def launch_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) without it."""
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
 class Dist:
     """Rank/world from torchrun's environment; a gloo group for barriers when world > 1."""
 
     def __init__(self) -> None:
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.rank, self.world, self.local_rank = launch_env()
         self.group = False
         if self.world < 1 or not 0 <= self.rank < self.world:
             raise RuntimeError(f"bad RANK={self.rank} / WORLD_SIZE={self.world} environment")

@@ -19,10 +19,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from vesselflow.io.images import IMAGE_SUFFIXES, read_image
+
 from .resize import bicubic_degrade
 
 SR_DATASETS = ("Set5", "Set14", "BSD100", "BSD200", "T91")
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def list_sr_datasets(root: str | os.PathLike[str]) -> list[str]:
@@ -39,20 +40,18 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"SR image folder {folder} does not exist")
     files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                   if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return files
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image as uint8 RGB (H, W, 3); grey (e.g. Set14/bridge.png) is replicated."""
-    try:
-        with Image.open(path) as im:
-            img = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise OSError(f"cannot read image {path}: {err}") from err
-    return np.ascontiguousarray(img, dtype=np.uint8)
+    """An image as uint8 RGB (H, W, 3), read by the one reader
+    (:func:`vesselflow.io.images.read_image`, exact for 8-bit files): grey (e.g.
+    Set14/bridge.png) is replicated; :class:`~vesselflow.io.errors.ImageReadError` names a
+    bad file."""
+    return np.round(read_image(path) * 255.0).astype(np.uint8)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

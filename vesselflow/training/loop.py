@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import shlex
 import sys
 import time
@@ -28,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from vesselflow.io.files import write_json
-from vesselflow.runtime import environment, pick_device
+from vesselflow.runtime import environment, launch_env, pick_device
 
 from .checkpoint import append_metrics, load_last, save_last
 
@@ -86,12 +85,6 @@ class NonFiniteLossError(RuntimeError):
     """Raised after too many consecutive non-finite losses or gradients."""
 
 
-def _dist_info() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, world
-
-
 def _lr_at(opts: LoopOptions, step: int, progress: float) -> float:
     """Linear warm-up (flows are fragile early), then cosine decay to 10%."""
     warm = min(1.0, (step + 1) / max(1, opts.warmup))
@@ -101,11 +94,11 @@ def _lr_at(opts: LoopOptions, step: int, progress: float) -> float:
 def fit(opts: LoopOptions, task: TrainTask) -> dict[str, Any]:
     """The shared training loop: warm-up + cosine LR, atomic ``last/`` checkpoints and
     resume, best-by-validation-bpd ``best/``, NaN guard, optional DDP. Returns a summary."""
-    rank, world = _dist_info()
+    rank, world, local_rank = launch_env()
     device = pick_device(opts.device)
     if world > 1:
         if device.startswith("cuda"):
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(local_rank)
             device = f"cuda:{torch.cuda.current_device()}"
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     is_main = rank == 0
