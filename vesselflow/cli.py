@@ -118,7 +118,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                    if m["bpd_canvas"] is not None else "")
     print(f"{m['model']['name']} on {m['n_images']} images, {m['n_samples']} samples: "
           f"bpd {m['bpd']:.4f}{canvas_note} | max F1 {m['max_f1']:.4f} | F1@{m['threshold']:.3f} "
-          f"{m['f1']:.4f} | AUC {m['auc_roc']:.4f} | AP {m['average_precision']:.4f} | "
+          f"{m['f1']:.4f} (specificity {m['specificity']:.4f}, MCC {m['mcc']:.4f}, clDice "
+          f"{m['cldice']:.4f}) | AUC {m['auc_roc']:.4f} | AP {m['average_precision']:.4f} | "
           f"ECE {m['ece']:.4f} | 2nd observer F1 {human:.4f}\nwrote {a.out}/metrics.json")
     return 0
 

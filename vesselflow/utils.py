@@ -77,13 +77,42 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
-def environment() -> dict[str, str]:
-    """Versions of the packages that decide results, for run manifests."""
-    import numpy
-    import torch
+# Every package on the data path (decoding, resizing, augmentation, metrics, the model), by
+# distribution name. opencv ships under several names; the first one installed is recorded.
+ENV_PACKAGES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch",), "numpy": ("numpy",), "Pillow": ("pillow",),
+    "scikit-image": ("scikit-image",), "scipy": ("scipy",), "scikit-learn": ("scikit-learn",),
+    "MONAI": ("monai",), "albumentations": ("albumentations",),
+    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless",
+               "opencv-contrib-python"),
+    "pydicom": ("pydicom",), "nibabel": ("nibabel",), "tifffile": ("tifffile",),
+    "safetensors": ("safetensors",),
+}
+ABSENT = "absent"
 
+
+def package_version(*dists: str) -> str:
+    """Installed version of the first of ``dists`` found, else ``"absent"`` (no import)."""
+    from importlib import metadata
+
+    for d in dists:
+        try:
+            return metadata.version(d)
+        except metadata.PackageNotFoundError:
+            continue
+    return ABSENT
+
+
+def environment() -> dict[str, str]:
+    """Versions of the packages that decide results, for run manifests.
+
+    Read from the installed distributions' metadata (importlib.metadata), so nothing heavy is
+    imported; an optional package that is not installed (pydicom without ``[dicom]``) reads
+    ``"absent"``.
+    """
     from . import __version__
 
-    return {"vesselflow": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version(), "machine": platform.machine(),
-            "processor": platform.processor() or "", "cpus": str(os.cpu_count())}
+    return {"vesselflow": __version__, "python": platform.python_version(),
+            **{name: package_version(*dists) for name, dists in ENV_PACKAGES.items()},
+            "machine": platform.machine(), "processor": platform.processor() or "",
+            "cpus": str(os.cpu_count())}

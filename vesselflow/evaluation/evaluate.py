@@ -3,8 +3,9 @@
 Per image: N samples -> mean map (and std), a likelihood bound -> bpd. Pooled over the FOV
 pixels of all images: PR curve of the mean map and its max F1 (the paper's number, an oracle
 threshold), F1 at the a-priori threshold stored with the model (chosen on the validation
-split), AUC-ROC, average precision, ECE; per-sample precision/recall (the paper's scatter);
-the second observer's scores when given.
+split), with specificity, MCC and clDice (centreline Dice, Shit et al. 2021) at that same
+threshold; AUC-ROC, average precision, ECE; per-sample precision/recall (the paper's scatter);
+the second observer's scores when given. Pooled clDice sums the skeleton counts of all images.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .metrics import (
     auc_roc,
     average_precision,
     binary_scores,
+    cldice_counts,
+    cldice_from_counts,
     expected_calibration_error,
     in_fov,
     max_f1,
@@ -105,6 +108,7 @@ def evaluate(model_name: str, cases: list[Case], out: Path, n_samples: int = 100
     probs, truths, rows, sample_pts, human_pts, human_pred, human_truth = [], [], [], [], [], [],\
         []
     ll_total, pix_total, ll_canvas = 0.0, 0, 0.0
+    cl_counts, human_cl = np.zeros(4), np.zeros(4)
     for k, case in enumerate(cases):
         t = time.time()
         stats = sample_stats(loaded.model, case.image, n=n_samples, temperature=temperature,
@@ -123,9 +127,11 @@ def evaluate(model_name: str, cases: list[Case], out: Path, n_samples: int = 100
         probs.append(in_fov(stats.mean, case.fov))
         truths.append(truth)
         sample_pts.append(sc["sample_points"])
+        cl_counts += sc["cldice_counts"]
         row = {"id": case.id, "bpd": bpd(ll, case.label.size), "max_f1": sc["max_f1"],
                **{f"{k2}_at_threshold": sc[k2] for k2 in ("precision", "recall", "f1",
-                                                          "accuracy")},
+                                                          "accuracy", "specificity",
+                                                          "mcc", "cldice")},
                "auc_roc": sc["auc_roc"], "sample_precision": sc["sample_precision"],
                "sample_recall": sc["sample_recall"], "mean_uncertainty": sc["mean_uncertainty"],
                "fov_detected": case.fov_detected, "seconds": round(time.time() - t, 2)}
@@ -137,6 +143,7 @@ def evaluate(model_name: str, cases: list[Case], out: Path, n_samples: int = 100
             human_pred.append(in_fov(case.label2, case.fov))
             human_truth.append(truth)
             row["human_f1"] = h["f1"]
+            human_cl += cldice_counts(case.label2, case.label, case.fov)
         rows.append(row)
         if k < figures_for:
             figures.maps_figure(case.image, stats.mean, stats.std, case.label,
@@ -155,6 +162,7 @@ def evaluate(model_name: str, cases: list[Case], out: Path, n_samples: int = 100
     human = None
     if human_pred:
         human = binary_scores(np.concatenate(human_pred), np.concatenate(human_truth))
+        human["cldice"] = cldice_from_counts(human_cl)
     metrics = {
         "model": {"name": loaded.name, "sha256": loaded.sha256, "kind": loaded.config.kind},
         "bpd": bpd(ll_total, pix_total),
@@ -163,7 +171,10 @@ def evaluate(model_name: str, cases: list[Case], out: Path, n_samples: int = 100
         "max_f1": best_f1, "max_f1_threshold": best_thr,
         "f1": at_thr["f1"], "threshold": loaded.threshold,
         "precision": at_thr["precision"], "recall": at_thr["recall"],
-        "accuracy": at_thr["accuracy"],
+        "accuracy": at_thr["accuracy"], "specificity": at_thr["specificity"],
+        "mcc": at_thr["mcc"], "cldice": cldice_from_counts(cl_counts),
+        "at_threshold": "precision, recall, f1, accuracy, specificity, mcc and cldice use the "
+                        "a-priori threshold (mean map >= threshold, FOV pixels pooled)",
         "auc_roc": auc_roc(prob_all, truth_all),
         "average_precision": average_precision(prob_all, truth_all),
         "ece": ece,
