@@ -840,7 +840,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "validation split) or a number in (0, 1]")
     p.add_argument("--seed", type=int, default=0,
                    help="run seed; each image's seed derives from it and the image id")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--batch-size", type=int, default=8,
                    help="samples drawn at once (memory-bounded; default 8)")
     mode = p.add_mutually_exclusive_group()

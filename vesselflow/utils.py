@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,16 +65,35 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def mps_available() -> bool:
+    """Whether torch offers Apple's Metal (MPS) backend on this machine."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
 def pick_device(name: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; explicit names are checked."""
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; explicit names are checked.
+
+    'mps' (Apple silicon) is used when torch offers it; elsewhere a message on stderr says so
+    and the CPU is used instead. 'auto' never picks MPS: it has to be asked for.
+    """
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+    if name == "mps":
+        if mps_available():
+            return "mps"
+        print("vesselflow: --device mps: this torch offers no MPS (Apple silicon GPU) here "
+              "(torch.backends.mps.is_available() is False); using the CPU instead",
+              file=sys.stderr, flush=True)
+        return "cpu"
     if name not in {"cpu"} and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}: use auto, cpu or cuda")
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
     return name
 
 
