@@ -315,8 +315,27 @@ def _pil_to_mask(img: Image.Image) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- DICOM / NIfTI
+DICOM_EXTRA = "pip install 'vesselflow[dicom]'"
+
+
+def _import_pydicom(name: str) -> Any:
+    """pydicom >= 3 (the optional ``[dicom]`` extra), or an error naming the file and the fix."""
+    try:
+        import pydicom  # imported on demand: most users never read DICOM
+    except ImportError:
+        raise ImageReadError(name, "reading DICOM needs pydicom, which is not installed: "
+                             f"{DICOM_EXTRA}") from None
+    try:
+        import pydicom.pixels  # 3.0 and later
+    except ImportError:
+        raise ImageReadError(name, f"reading DICOM needs pydicom >= 3.0, found "
+                             f"{getattr(pydicom, '__version__', '?')}: {DICOM_EXTRA}"
+                             ) from None
+    return pydicom
+
+
 def _decode_dicom(src: Path | bytes, name: str, max_pixels: int) -> np.ndarray:
-    import pydicom  # imported on demand: most users never read DICOM
+    pydicom = _import_pydicom(name)
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut
 
