@@ -162,8 +162,10 @@ def test_sample_summary_and_report() -> None:
     assert report_csv(rep, "x.png").decode().count("\n") == len(NAMES) + 1
     # The factored model's samples carry the warning.
     assert biomarker_report(mask, samples, fov, UNIT, kind="factored").note == FACTORED_NOTE
-    s = summarize_samples([{n: float(rng.normal()) for n in NAMES} for _ in range(400)])
-    assert s["tortuosity"]["lo"] == pytest.approx(-1.96, abs=0.3)
+    s = summarize_samples([{n: float(rng.normal()) for n in NAMES} for _ in range(4000)])
+    assert s["tortuosity"]["lo"] == pytest.approx(-1.96, abs=0.15)
+    assert s["tortuosity"]["hi"] == pytest.approx(1.96, abs=0.15)
+    assert s["tortuosity"]["sd"] == pytest.approx(1.0, abs=0.05)
 
 
 def test_pixel_scale_given_or_estimated() -> None:

@@ -68,3 +68,13 @@ def test_upscaled_drive_image_is_analysed_at_drive_scale_and_scored_at_full_size
     # The tracing at the analysis scale keeps DRIVE's vessel density (~12-13 % for 01).
     rows = list(csv.DictReader((out / "biomarkers_per_image.csv").open()))
     assert 0.10 < float(rows[0]["vessel_density_tracing"]) < 0.16
+
+
+def test_drive_test_images_are_not_rescaled(drive_dir: Path) -> None:
+    """DRIVE's own FOVs are within the rescale's tolerance: its numbers stay as they were."""
+    from vesselflow.data.io import read_mask
+    from vesselflow.data.scale import DEFAULT_TOLERANCE, DRIVE_FOV_DIAMETER, fov_diameter
+
+    for path in sorted((drive_dir / "test" / "mask").glob("*_test_mask.gif")):
+        factor = DRIVE_FOV_DIAMETER / fov_diameter(read_mask(path))
+        assert abs(factor - 1) <= DEFAULT_TOLERANCE, path.name

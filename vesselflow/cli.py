@@ -123,6 +123,13 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
           f"bpd {m['bpd']:.4f}{canvas_note} | max F1 {m['max_f1']:.4f} | F1@{m['threshold']:.3f} "
           f"{m['f1']:.4f} | AUC {m['auc_roc']:.4f} | AP {m['average_precision']:.4f} | "
           f"ECE {m['ece']:.4f} | 2nd observer F1 {human:.4f}\nwrote {a.out}/metrics.json")
+    bio = m.get("biomarkers")
+    if bio:
+        per = bio["per_biomarker"]
+        cov = ", ".join(f"{k} {per[k]['coverage']:.2f}" for k in bio["key_biomarkers"]
+                        if per[k]["coverage"] is not None)
+        print(f"biomarkers vs the tracing: interval coverage {cov} (target >= 0.80); "
+              f"per biomarker in metrics.json and {a.out}/biomarkers_per_image.csv")
     return 0
 
 

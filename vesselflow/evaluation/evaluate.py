@@ -255,7 +255,12 @@ def _at_original_size(seg: Any) -> Any:
     std = np.clip(seg.original(seg.std), 0.0, 0.5).astype(np.float32)
     samples = seg.samples
     if samples is not None and seg.scale.resized:
-        samples = np.stack([seg.original(s, order=0) for s in samples])
+        # Nearest neighbour by index: the pixels restore_size(order=0) picks (pixel centres
+        # aligned), ~10x faster than a resize per sample on a 3504 x 2336 photograph.
+        (big_h, big_w), (h, w) = seg.scale.original_shape, seg.scale.scaled_shape
+        rows = np.minimum(((np.arange(big_h) + 0.5) * h / big_h).astype(np.intp), h - 1)
+        cols = np.minimum(((np.arange(big_w) + 0.5) * w / big_w).astype(np.intp), w - 1)
+        samples = np.stack([np.take(np.take(s, rows, 0), cols, 1) for s in samples])
     return SampleStats(mean, std, samples, seg.n)
 
 
