@@ -122,8 +122,9 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     With ``biomarkers``, the vessel biomarkers of the model (mask and samples) are compared
     with the tracing's (:mod:`vesselflow.evaluation.biomarkers`).
 
-    ``bpd`` is per original pixel. With ``canvas`` = N, ``bpd_canvas`` is also reported: the
-    bound for each image and label zero-padded to N x N, divided by N * N dimensions. The paper
+    ``bpd`` is per analysis pixel (the original pixel when not rescaled). With ``canvas`` = N,
+    ``bpd_canvas`` is also reported: the bound for each image and label zero-padded to N x N,
+    divided by N * N dimensions. The paper
     pads DRIVE to 1024 x 1024, and its bpd reads as this convention; the README's
     "Likelihood: per pixel or per canvas pixel" section gives the evidence.
     """
