@@ -111,6 +111,18 @@ def test_branch_points_of_a_cross() -> None:
     assert b["end_point_density"] * m.size == pytest.approx(4.0)
 
 
+def test_a_junction_of_adjacent_pixels_is_one_branch_point() -> None:
+    # Branches leaving a line one pixel apart (up at column 50, down at 51): skan marks two
+    # adjacent junction pixels; they are one branch point, as a crossing is.
+    m = np.zeros((101, 101), bool)
+    m[50, 10:91] = True
+    m[10:50, 50] = True
+    m[51:91, 51] = True
+    b = measure(m, full(m), UNIT)
+    assert b["branch_point_density"] * m.size == pytest.approx(1.0)
+    assert b["end_point_density"] * m.size == pytest.approx(4.0)
+
+
 def sierpinski_carpet(depth: int) -> np.ndarray:
     c = np.ones((1, 1), bool)
     for _ in range(depth):
