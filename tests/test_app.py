@@ -182,7 +182,7 @@ def test_segment_vessel_measurements_table_with_intervals_and_download() -> None
     df = table.value
     assert list(df["biomarker"]) == list(BIOMARKER_NAMES)
     assert {"unit", "on the mask", "sample mean ± sd", "95% interval of samples"} <= set(df)
-    assert "µm" not in "".join(df["unit"]) and "um" in set(df["unit"])
+    assert {"µm", "px", "1/mm²"} <= set(df["unit"])
     assert any("the 4 samples" in c.value for c in at.caption)
     assert "Measurements CSV" in [b.label for b in at.download_button]
 

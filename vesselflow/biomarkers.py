@@ -353,7 +353,9 @@ def display_table(report: BiomarkerReport, digits: int = 3) -> list[dict[str, An
         return "n/a" if not math.isfinite(x) else f"{x:.{digits}g}" if abs(x) < 1e-2 or abs(
             x) >= 1e4 else f"{x:.{digits}f}"
 
-    return [{"biomarker": r["biomarker"], "unit": r["unit"], "on the mask": fmt(r["mask"]),
+    pretty = {"um": "µm", "1/mm^2": "1/mm²", "1/mm": "mm/mm²"}
+    return [{"biomarker": r["biomarker"], "unit": pretty.get(r["unit"], r["unit"]),
+             "on the mask": fmt(r["mask"]),
              "sample mean ± sd": f"{fmt(r['sample_mean'])} ± {fmt(r['sample_sd'])}",
              "95% interval of samples": f"{fmt(r['interval_2.5%'])} – "
                                         f"{fmt(r['interval_97.5%'])}",
