@@ -384,6 +384,8 @@ def _check_folder(out: Path, settings: dict[str, Any], resume: bool, overwrite: 
         before = json.loads(path.read_text())
     except (OSError, ValueError):
         return  # outputs without settings (an old or foreign layout): markers decide per image
+    # Runs from before biomarkers existed made none: they resume with --no-biomarkers.
+    before = {"biomarkers": False, "pixel_size_um": None, **before}
     diff = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
     if diff:
         shown = "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
