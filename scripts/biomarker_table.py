@@ -68,6 +68,22 @@ def build() -> str:
             lines += ["", f"Target: 95% interval covers the tracing on >= {TARGET:.0%} of "
                       f"DRIVE test images for the bold biomarkers: {verdict}."]
         lines.append("")
+    bench = ROOT / "benchmarks" / "results" / "bench_biomarkers.json"
+    if bench.exists():
+        b = json.loads(bench.read_text())
+        for res in b["results"]:
+            bio = res.get("biomarkers")
+            if not bio:
+                continue
+            ok = "met" if bio["seconds"] <= b["targets"]["biomarkers_16_samples_s"] else "MISSED"
+            lines.append(
+                f"Speed ({res['model']}, `vesselflow bench`, {b['image'].split('/')[-1]}): "
+                f"biomarkers of {bio['samples']} samples + the mask {bio['seconds']:.2f} s wall, "
+                f"{bio['cpu_seconds']:.2f} s CPU, {res['threads']} thread, load average "
+                f"{b['load_average_before'][0]:.0f} on 2 cores (target <= "
+                f"{b['targets']['biomarkers_16_samples_s']:g} s wall: {ok}); the first call in "
+                f"a process also compiles skan's numba code ({bio['first_call_seconds']:.0f} s "
+                f"there).")
     return "\n".join(lines).rstrip() + "\n"
 
 
