@@ -22,6 +22,11 @@ RUNS = {"DRIVE test": "biomarkers-drive", "HRF": "biomarkers-hrf"}
 TARGET = 0.8
 
 
+def _r(x: float | None) -> str:
+    """A correlation, always with two decimals."""
+    return "-" if x is None or not math.isfinite(x) else f"{x:.2f}"
+
+
 def _f(x: float | None, digits: int = 3) -> str:
     if x is None or not math.isfinite(x):
         return "-"
@@ -54,10 +59,10 @@ def build() -> str:
             key = name in m["biomarkers"]["key_biomarkers"]
             cov = _f(e["coverage"], 2)
             row = [f"**{name}**" if key else name, e["unit"], _f(e["tracing_mean"]),
-                   _f(e["bias"]), _f(e["pearson_r"], 2), cov, _f(e["interval_width"])]
+                   _f(e["bias"]), _r(e["pearson_r"]), cov, _f(e["interval_width"])]
             if human:
                 o = e["observer"]
-                row += [_f(o["bias"]), _f(o["pearson_r"], 2), _f(o["loa_width"]),
+                row += [_f(o["bias"]), _r(o["pearson_r"]), _f(o["loa_width"]),
                         e.get("intervals_vs_observer", "-")]
             lines.append("| " + " | ".join(row) + " |")
         keys = m["biomarkers"]["key_biomarkers"]
