@@ -62,6 +62,7 @@ MAX_PIXELS = 40_000_000  # ~6300 x 6300: far above any fundus camera, far below 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif", "dcm", "nii", "gz"]
 SAMPLE_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128)
 BATCH_SIZE = 4  # samples per batch: the mean map on screen is refreshed after each batch
+ZIP_SAMPLES = 4  # individual samples written into the results zip (all are kept in memory)
 DISPLAY_SIDE = 900  # pictures on screen are at most this many pixels on their long side
 
 DEFAULT_UNCERTAINTY_REFERENCE = {"cnf": 0.15, "factored": 0.37}
@@ -305,6 +306,23 @@ def segment(loaded: LoadedModel, image_key: str, image: np.ndarray, params: Samp
     return result
 
 
+@st.cache_data(max_entries=24, show_spinner=False)
+def _biomarkers_cached(model_key: str, image_key: str, params: SamplingParams, threshold: float,
+                       pixel_size: float | None, kind: str, _result: Segmentation) -> Any:
+    from vesselflow.biomarkers import segmentation_report
+
+    return segmentation_report(_result, threshold, kind, pixel_size)
+
+
+def biomarkers(loaded: LoadedModel, image_key: str, result: Segmentation,
+               params: SamplingParams, threshold: float, pixel_size: float | None = None
+               ) -> Any:
+    """Cached :func:`vesselflow.biomarkers.segmentation_report` of a segmentation."""
+    with st.spinner(f"Measuring the vessels of the mask and of {result.n} samples…"):
+        return _biomarkers_cached(loaded.sha256, image_key, params, float(threshold),
+                                  pixel_size, loaded.config.kind, result)
+
+
 # ----------------------------------------------------------------------------- inputs
 @dataclass
 class InputImage:
@@ -483,7 +501,7 @@ def result_files(loaded: LoadedModel, item: InputImage, result: Segmentation,
         "overlay.png": png_bytes(overlay(item.image, mask)),
         "fov.png": png_bytes(result.original(result.fov, order=0)),
     }
-    for i, s in enumerate(result.samples if result.samples is not None else []):
+    for i, s in enumerate((result.samples if result.samples is not None else [])[:ZIP_SAMPLES]):
         files[f"samples/sample_{i + 1:02d}.png"] = png_bytes(result.original(s, order=0))
     record = run_record(loaded, item, result, params, threshold)
     files["run.json"] = (json.dumps(record, indent=2, default=str) + "\n").encode()

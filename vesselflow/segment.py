@@ -18,7 +18,10 @@ Per image ``<id>``, all at the input's original size (H, W):
 * ``<id>_samples.nii.gz`` (``--save-samples``) uint8 0/1 stack (H, W, N), axis 0 = rows.
 
 Per run: ``run.json`` (model, parameters, seed, device, package versions, times, counts,
-failures) and ``metrics.csv`` (one row per input). Bookkeeping lives in ``OUT/.vesselflow/``:
+failures), ``metrics.csv`` (one row per input) and ``biomarkers.csv`` (one row per image:
+each vessel biomarker on the mask and its mean / sd / 2.5-97.5 % interval over the samples,
+:mod:`vesselflow.biomarkers`; ``--no-biomarkers`` skips it, ``--pixel-size UM`` sets the
+micrometres per input pixel). Bookkeeping lives in ``OUT/.vesselflow/``:
 ``settings.json`` (what a ``--continue`` must match), ``done/<id>.json`` (a marker written
 last, atomically, once all of an image's outputs are in place) and per-rank part files.
 
@@ -69,7 +72,7 @@ OUTPUT_SUFFIXES = ("_prob.tif", "_prob.png", "_mask.png", "_uncertainty.png", "_
                    "_fov.png")
 SAMPLES_SUFFIX = "_samples.nii.gz"
 STATE_DIR = ".vesselflow"
-RUN_FILES = ("run.json", "metrics.csv")
+RUN_FILES = ("run.json", "metrics.csv", "biomarkers.csv")
 METRIC_FIELDS = ("id", "input", "status", "vessel_density", "mean_uncertainty", "seconds",
                  "height", "width", "scale_factor", "error")
 
@@ -357,10 +360,12 @@ def _previous_outputs(out: Path) -> list[str]:
 
 
 def _settings(loaded: Any, samples: int, temperature: float, threshold: float, seed: int,
-              save_samples: bool) -> dict[str, Any]:
+              save_samples: bool, biomarkers: bool = True,
+              pixel_size: float | None = None) -> dict[str, Any]:
     """What decides an image's outputs: a --continue must use the same."""
     return {"model_sha256": loaded.sha256, "samples": samples, "temperature": temperature,
-            "threshold": threshold, "seed": seed, "save_samples": save_samples}
+            "threshold": threshold, "seed": seed, "save_samples": save_samples,
+            "biomarkers": biomarkers, "pixel_size_um": pixel_size}
 
 
 def _check_folder(out: Path, settings: dict[str, Any], resume: bool, overwrite: bool) -> None:
@@ -379,6 +384,8 @@ def _check_folder(out: Path, settings: dict[str, Any], resume: bool, overwrite: 
         before = json.loads(path.read_text())
     except (OSError, ValueError):
         return  # outputs without settings (an old or foreign layout): markers decide per image
+    # Runs from before biomarkers existed made none: they resume with --no-biomarkers.
+    before = {"biomarkers": False, "pixel_size_um": None, **before}
     diff = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
     if diff:
         shown = "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
@@ -447,8 +454,12 @@ def _write_png(path: Path, array: Any) -> None:
 def _segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
                  temperature: float, threshold: float, seed: int, batch_size: int,
                  save_samples: bool, device: str,
-                 on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
+                 on_batch: Callable[[int], None] | None = None, biomarkers: bool = False,
+                 pixel_size: float | None = None) -> dict[str, Any]:
     """Segment one image and write its outputs; returns its marker/metrics record.
+
+    With ``biomarkers`` the record carries the image's biomarker row (mask value and sample
+    mean / sd / interval, :mod:`vesselflow.biomarkers`), for the run's biomarkers.csv.
 
     Raises whatever reading or sampling raises; the caller records it and goes on.
     """
@@ -469,7 +480,8 @@ def _segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     fov = detect_fov(image)  # (H, W) bool, at the input's size
     result = segment_image(loaded.model, image, n=samples, temperature=temperature,
                            seed=image_seed(seed, item.id), batch_size=batch_size,
-                           keep=samples if save_samples else 0, fov=fov, device=device,
+                           keep=samples if save_samples or biomarkers else 0, fov=fov,
+                           device=device,
                            name=str(item.path),
                            callback=(lambda done, _m: on_batch(done)) if on_batch else None)
     info, t_sample = result.scale, result.seconds
@@ -488,6 +500,16 @@ def _segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     if save_samples and result.samples is not None:
         _write_samples(out / f"{item.id}{SAMPLES_SUFFIX}", result.samples, info)
 
+    bio: dict[str, Any] | None = None
+    t_bio = time.perf_counter()
+    if biomarkers:
+        from .biomarkers import segmentation_report
+
+        try:
+            bio = segmentation_report(result, threshold, loaded.config.kind, pixel_size).row()
+        except Exception as e:  # the maps are written: a measurement problem must not undo them
+            bio = {"error": f"{item.path}: biomarkers failed: {type(e).__name__}: {e}"}
+    t_bio = time.perf_counter() - t_bio
     fov_px = int(fov.sum())
     record = {
         "id": item.id, "input": str(item.path), "input_sha256": digest,
@@ -500,6 +522,9 @@ def _segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
         "seed": image_seed(seed, item.id), "samples": result.n,
         "outputs": output_names(item.id, save_samples), "finished": _now(),
     }
+    if bio is not None:
+        record["biomarkers"] = bio
+        record["biomarker_seconds"] = round(t_bio, 3)
     # Written last: its presence means every output above is complete (--continue).
     _write_json(_marker_path(out, item.id), record)
     return record
@@ -550,6 +575,20 @@ def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
         tmp.write_text(buf.getvalue())
 
 
+def _write_biomarkers(path: Path, rows: list[dict[str, Any]]) -> int:
+    """biomarkers.csv: one row per image with biomarkers (id, input, then the values)."""
+    table = [{"id": r["id"], "input": r["input"], **r["biomarkers"]} for r in rows
+             if r.get("biomarkers")]
+    buf = io.StringIO()
+    keys = list(dict.fromkeys(k for r in table for k in r)) or ["id", "input"]
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    with _atomic(path) as tmp:
+        tmp.write_text(buf.getvalue())
+    return len(table)
+
+
 def _parse_threshold(text: str | float) -> str | float:
     if isinstance(text, str) and text.strip().lower() == "auto":
         return "auto"
@@ -567,7 +606,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
                    samples: int = 16, temperature: float = 1.0,
                    threshold: str | float = "auto", seed: int = 0, device: str = "auto",
                    resume: bool = False, overwrite: bool = False, save_samples: bool = False,
-                   progress: bool = True, batch_size: int = 8,
+                   progress: bool = True, batch_size: int = 8, biomarkers: bool = True,
+                   pixel_size: float | None = None,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Segment every input image into ``out``; the Python form of ``vesselflow segment``.
 
@@ -588,6 +628,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
         raise SegmentError("--continue and --overwrite exclude each other")
     if samples < 1:
         raise SegmentError(f"--samples must be >= 1, got {samples}")
+    if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise SegmentError(f"--pixel-size must be a positive number of um, got {pixel_size}")
     if batch_size < 1:
         raise SegmentError(f"--batch-size must be >= 1, got {batch_size}")
     if not math.isfinite(temperature) or temperature < 0:
@@ -605,7 +647,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
             return _run(dist, items, inputs, out, say, started, t_start, model=model,
                         samples=samples, temperature=temperature, thr_arg=thr_arg, seed=seed,
                         device=device, resume=resume, overwrite=overwrite,
-                        save_samples=save_samples, progress=progress, batch_size=batch_size)
+                        save_samples=save_samples, progress=progress, batch_size=batch_size,
+                        biomarkers=biomarkers, pixel_size=pixel_size)
     finally:
         dist.close()
 
@@ -613,8 +656,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
 def _run(dist: _Dist, items: list[InputItem], inputs: str | Path, out: Path,
          say: Callable[[str], None], started: str, t_start: float, *, model: str, samples: int,
          temperature: float, thr_arg: str | float, seed: int, device: str, resume: bool,
-         overwrite: bool, save_samples: bool, progress: bool, batch_size: int
-         ) -> dict[str, Any]:
+         overwrite: bool, save_samples: bool, progress: bool, batch_size: int,
+         biomarkers: bool = True, pixel_size: float | None = None) -> dict[str, Any]:
     import shutil
 
     from .models import load_model
@@ -635,13 +678,15 @@ def _run(dist: _Dist, items: list[InputItem], inputs: str | Path, out: Path,
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         raise SegmentError(f"cannot load model {model!r}: {e}") from None
     threshold = loaded.threshold if thr_arg == "auto" else float(thr_arg)
-    settings = _settings(loaded, samples, temperature, threshold, seed, save_samples)
+    settings = _settings(loaded, samples, temperature, threshold, seed, save_samples,
+                         biomarkers, pixel_size)
     run = _RunInfo(inputs=inputs, out=out, items=items, world=dist.world, started=started,
                    t_start=t_start, loaded=loaded, settings=settings,
                    parameters={"samples": samples, "temperature": temperature,
                                "threshold": thr_arg, "threshold_used": threshold,
                                "seed": seed, "device": device, "batch_size": batch_size,
-                               "save_samples": save_samples, "continue": resume,
+                               "save_samples": save_samples, "biomarkers": biomarkers,
+                               "pixel_size_um": pixel_size, "continue": resume,
                                "overwrite": overwrite, "no_progress": not progress},
                    device=dev)
 
@@ -712,7 +757,8 @@ def _run(dist: _Dist, items: list[InputItem], inputs: str | Path, out: Path,
             try:
                 rec = _segment_one(loaded, item, out, samples=samples, temperature=temperature,
                                    threshold=threshold, seed=seed, batch_size=batch_size,
-                                   save_samples=save_samples, device=dev, on_batch=on_batch)
+                                   save_samples=save_samples, device=dev, on_batch=on_batch,
+                                   biomarkers=biomarkers, pixel_size=pixel_size)
                 rows.append(rec)
                 note(f"{tag} {item.id}: ok in {rec['seconds']:.1f} s, vessel density "
                      f"{rec['vessel_density']:.3f}")
@@ -801,6 +847,17 @@ def _finish(run: _RunInfo, *, interrupted: bool) -> dict[str, Any]:
         "outputs": [s.lstrip("_") for s in OUTPUT_SUFFIXES]
         + ([SAMPLES_SUFFIX.lstrip("_")] if run.settings["save_samples"] else []),
     }
+    if run.settings.get("biomarkers"):
+        from .biomarkers import FACTORED_NOTE, RETINA_MM_45_DEG
+
+        record["biomarkers"] = {
+            "file": "biomarkers.csv",
+            "images": _write_biomarkers(run.out / "biomarkers.csv", rows),
+            "pixel_size_um": run.settings.get("pixel_size_um"),
+            "scale": "measured at the analysis scale (DRIVE's FOV diameter); calibre in px "
+                     "of the input image; um from --pixel-size, else from the FOV assuming a "
+                     f"45 degree field spans {RETINA_MM_45_DEG:g} mm across its diameter",
+            "note": FACTORED_NOTE if loaded.config.kind == "factored" else ""}
     _write_metrics(run.out / "metrics.csv", rows)
     _write_json(run.out / "run.json", record)
     per = [r["seconds"] for r in rows if r["status"] == "ok"]
@@ -824,7 +881,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Segment retinal vessels in one image, a folder (recursive), a glob or a "
         "CSV of path[,id]. Per image: <id>_prob.tif (float32), _prob.png, _mask.png, "
         "_uncertainty.png, _overlay.png, _fov.png (and _samples.nii.gz), at the input's size; "
-        "per run: run.json and metrics.csv. Images are brought to DRIVE's FOV scale for "
+        "per run: run.json, metrics.csv and biomarkers.csv (vessel biomarkers with sample "
+        "intervals). Images are brought to DRIVE's FOV scale for "
         "sampling and the maps resized back. Writes are atomic; --continue resumes an "
         "interrupted run. Shard with torchrun --nproc_per_node=N -m vesselflow segment ...")
     p.add_argument("-i", "--input", required=True,
@@ -850,6 +908,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       help="replace the outputs of a previous run in OUT")
     p.add_argument("--save-samples", action="store_true",
                    help="also write the samples as <id>_samples.nii.gz (uint8 H x W x N)")
+    p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                   help="micrometres per input pixel, for calibres in um (default: estimated "
+                   "from the FOV, assuming a 45 degree field spans ~13 mm across it)")
+    p.add_argument("--no-biomarkers", action="store_true",
+                   help="skip the vessel biomarkers (biomarkers.csv)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: one line per image instead (for logs)")
     p.set_defaults(func=_cmd_segment)
@@ -863,7 +926,8 @@ def _cmd_segment(a: argparse.Namespace) -> int:
                                 temperature=a.temperature, threshold=a.threshold, seed=a.seed,
                                 device=a.device, resume=a.resume, overwrite=a.overwrite,
                                 save_samples=a.save_samples, progress=not a.no_progress,
-                                batch_size=a.batch_size)
+                                batch_size=a.batch_size, biomarkers=not a.no_biomarkers,
+                                pixel_size=a.pixel_size)
     except SegmentError as e:
         print(f"vesselflow segment: error: {e}", file=sys.stderr)
         return 2
