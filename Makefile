@@ -1,5 +1,7 @@
 # Two entry points: `make app` and `make test`. Both create .venv on first use and only
-# reinstall when pyproject.toml changes (the stamp file below depends on it).
+# reinstall when pyproject.toml changes (the stamp file below depends on it). They install the
+# core plus the [app] (Streamlit), [dicom] (pydicom) and [dev] (test tools) extras; a batch user
+# needs only the core: `pip install .` (README, "Install").
 # `make notebooks` runs every notebook in notebooks/ (full settings; VESSELFLOW_NB_SMALL=1 for
 # a quick run) and writes HTML reports, plus the files the notebooks write, to reports/notebooks/.
 PYTHON ?= python3
@@ -14,7 +16,7 @@ NB_OUT := reports/notebooks
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo ">> installing vesselflow and its dependencies into $(VENV) (first run takes ~2 min)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[app,dicom,dev]'
 	@touch $(STAMP)
 
 app: $(STAMP)

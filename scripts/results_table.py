@@ -55,6 +55,11 @@ def _canvas(r: dict) -> str:
     return f"{r['bpd_canvas']:.4f}" if r.get("bpd_canvas") is not None else "-"
 
 
+def _num(r: dict, key: str) -> str:
+    """A metric to 4 decimals, or '-' in results written before it was measured."""
+    return f"{r[key]:.4f}" if r.get(key) is not None else "-"
+
+
 def build() -> str:
     lines = ["## Results on DRIVE", ""]
     rows = {m: _load(ROOT / "results" / m / "metrics.json") for m in MODELS}
@@ -66,15 +71,19 @@ def build() -> str:
         f"metrics inside the FOV, bpd over whole images; mean of {first['n_samples']} samples "
         f"per image. `max F1` is the "
         f"paper's protocol (best threshold on the test PR curve, an oracle); `F1 @ thr` uses the "
-        f"threshold chosen beforehand on 4 validation images (the field's protocol). `bpd per "
+        f"threshold chosen beforehand on 4 validation images (the field's protocol); "
+        f"specificity, MCC (Matthews correlation) and clDice (centreline Dice, Shit et al. "
+        f"2021: skeletons of prediction and reference inside the FOV, counts pooled over "
+        f"images) are at that same a-priori threshold. `bpd per "
         f"pixel` divides the bound by the image's pixels; `bpd per canvas pixel` is the bound "
         f"for the image zero-padded to {first.get('canvas') or 1024}x"
         f"{first.get('canvas') or 1024}, divided by the canvas's pixels, which is how the "
         f"paper's bpd reads (see below).",
         "",
-        "| model | bpd per pixel | bpd per canvas pixel | max F1 | F1 @ thr (thr) | AUC-ROC | "
-        "AP | ECE | sample P / R | paper bpd | paper F1 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | bpd per pixel | bpd per canvas pixel | max F1 | F1 @ thr (thr) | "
+        "specificity | MCC | clDice | AUC-ROC | AP | ECE | sample P / R | paper bpd | "
+        "paper F1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, r in rows.items():
         if r is None:
@@ -82,12 +91,14 @@ def build() -> str:
         pb, pf = PAPER[m]
         lines.append(
             f"| {m} | {r['bpd']:.4f} | {_canvas(r)} | {r['max_f1']:.4f} | "
-            f"{r['f1']:.4f} ({r['threshold']:.3f}) | {r['auc_roc']:.4f} | "
+            f"{r['f1']:.4f} ({r['threshold']:.3f}) | {_num(r, 'specificity')} | "
+            f"{_num(r, 'mcc')} | {_num(r, 'cldice')} | {r['auc_roc']:.4f} | "
             f"{r['average_precision']:.4f} | {r['ece']:.4f} | "
             f"{r['sample_precision']:.3f} / {r['sample_recall']:.3f} | {pb} | {pf} |")
     if first.get("human"):
         h = first["human"]
-        lines.append(f"| 2nd observer | - | - | - | {h['f1']:.4f} | - | - | - | "
+        lines.append(f"| 2nd observer | - | - | - | {h['f1']:.4f} | {_num(h, 'specificity')} | "
+                     f"{_num(h, 'mcc')} | {_num(h, 'cldice')} | - | - | - | "
                      f"{h['precision']:.3f} / {h['recall']:.3f} | - | 0.791 |")
     lines += ["", "Regenerate (then `python scripts/results_table.py`):", "", "```bash"]
     for m, r in rows.items():

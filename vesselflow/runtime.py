@@ -7,34 +7,83 @@ import contextlib
 import os
 import platform
 import signal
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 
+def mps_available() -> bool:
+    """Whether torch offers Apple's Metal (MPS) backend on this machine."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
 def pick_device(name: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; explicit names are checked."""
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; explicit names are checked.
+
+    'mps' (Apple silicon) is used when torch offers it; elsewhere a message on stderr says so
+    and the CPU is used instead. 'auto' never picks MPS: it has to be asked for.
+    """
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+    if name == "mps":
+        if mps_available():
+            return "mps"
+        print("vesselflow: --device mps: this torch offers no MPS (Apple silicon GPU) here "
+              "(torch.backends.mps.is_available() is False); using the CPU instead",
+              file=sys.stderr, flush=True)
+        return "cpu"
     if name not in {"cpu"} and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}: use auto, cpu or cuda")
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
     return name
 
 
-def environment() -> dict[str, str]:
-    """Versions of the packages that decide results, for run manifests."""
-    import numpy
-    import torch
+# Every package on the data path (decoding, resizing, augmentation, metrics, the model), by
+# distribution name. opencv ships under several names; the first one installed is recorded.
+ENV_PACKAGES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch",), "numpy": ("numpy",), "Pillow": ("pillow",),
+    "scikit-image": ("scikit-image",), "scipy": ("scipy",), "scikit-learn": ("scikit-learn",),
+    "MONAI": ("monai",), "albumentations": ("albumentations",),
+    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless",
+               "opencv-contrib-python"),
+    "pydicom": ("pydicom",), "nibabel": ("nibabel",), "tifffile": ("tifffile",),
+    "safetensors": ("safetensors",),
+}
+ABSENT = "absent"
 
+
+def package_version(*dists: str) -> str:
+    """Installed version of the first of ``dists`` found, else ``"absent"`` (no import)."""
+    from importlib import metadata
+
+    for d in dists:
+        try:
+            return metadata.version(d)
+        except metadata.PackageNotFoundError:
+            continue
+    return ABSENT
+
+
+def environment() -> dict[str, str]:
+    """Versions of the packages that decide results, for run manifests.
+
+    Read from the installed distributions' metadata (importlib.metadata), so nothing heavy is
+    imported; an optional package that is not installed (pydicom without ``[dicom]``) reads
+    ``"absent"``.
+    """
     from . import __version__
 
-    return {"vesselflow": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version(), "machine": platform.machine(),
-            "processor": platform.processor() or "", "cpus": str(os.cpu_count())}
+    return {"vesselflow": __version__, "python": platform.python_version(),
+            **{name: package_version(*dists) for name, dists in ENV_PACKAGES.items()},
+            "machine": platform.machine(), "processor": platform.processor() or "",
+            "cpus": str(os.cpu_count())}
 
 
 def now() -> str:

@@ -19,6 +19,8 @@ from conftest import TINY_VESSEL as TINY
 from conftest import data_dir as _data_dir
 from PIL import Image
 
+from vesselflow.vessel.biomarkers import NAMES as BIOMARKER_NAMES
+
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "vesselflow" / "app" / "main.py"
 
@@ -160,6 +162,23 @@ def test_segment_examples_with_the_factored_model() -> None:
     assert any("1411×1411" in c for c in captions(at))
     scale = next(m for m in at.metric if m.label == "Analysis scale")
     assert scale.value != "×1.00"  # the large photo is analysed at DRIVE's scale
+
+
+def test_segment_vessel_measurements_table_with_intervals_and_download() -> None:
+    at = run_app()
+    at.select_slider(key="n_samples").set_value(4)
+    at.radio(key="source").set_value("synthetic").run()
+    assert_clean(at)
+    assert "Measurements CSV" not in [b.label for b in at.download_button]  # off by default
+    at.toggle(key="biomarkers").set_value(True).run()
+    assert_clean(at)
+    [table] = at.dataframe
+    df = table.value
+    assert list(df["biomarker"]) == list(BIOMARKER_NAMES)
+    assert {"unit", "on the mask", "sample mean ± sd", "95% interval of samples"} <= set(df)
+    assert {"µm", "px", "1/mm²"} <= set(df["unit"])
+    assert any("the 4 samples" in c.value for c in at.caption)
+    assert "Measurements CSV" in [b.label for b in at.download_button]
 
 
 def test_threshold_and_review_reference_come_from_the_model(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -329,3 +330,16 @@ def test_error_is_picklable() -> None:
     err = pickle.loads(pickle.dumps(DatasetLayoutError("a/b", "broken")))
     assert isinstance(err, DatasetLayoutError) and isinstance(err, ImageReadError)
     assert (err.path, err.problem, str(err)) == ("a/b", "broken", "a/b: broken")
+
+
+def test_dicom_without_pydicom_names_the_file_and_the_extra(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "scan.dcm"
+    _write_dicom(path, GRAY16)
+    monkeypatch.setitem(sys.modules, "pydicom.pixels", None)  # pydicom 2.x has no .pixels
+    with pytest.raises(ImageReadError, match=r"scan\.dcm: reading DICOM needs pydicom >= 3\.0"
+                       r".*vesselflow\[dicom\]"):
+        read_image(path)
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # not installed at all
+    with pytest.raises(ImageReadError, match=r"scan\.dcm: reading DICOM needs pydicom, which "
+                       r"is not installed: pip install 'vesselflow\[dicom\]'"):
+        read_image(path)

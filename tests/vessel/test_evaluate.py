@@ -11,13 +11,17 @@ import pytest
 import torch
 from conftest import TINY_VESSEL as TINY
 from PIL import Image
+from skimage.morphology import skeletonize
+from sklearn.metrics import matthews_corrcoef, recall_score
 
 from vesselflow.cli import main
 from vesselflow.vessel.data.synthetic import synthetic_fundus
+from vesselflow.vessel.evaluation.evaluate import drive_cases
 from vesselflow.vessel.models import VesselConfig, build_model, save_model
 
 KEYS = {"bpd", "max_f1", "f1", "threshold", "auc_roc", "average_precision", "ece",
-        "sample_precision", "sample_recall", "human", "n_images", "n_samples"}
+        "sample_precision", "sample_recall", "human", "n_images", "n_samples", "specificity",
+        "mcc", "cldice", "at_threshold"}
 
 
 @pytest.fixture
@@ -48,6 +52,20 @@ def test_evaluate_on_drive(drive_dir: Path, tiny_model: Path, tmp_path: Path) ->
     for fig in ("pr.png", "sample_scatter.png", "reliability.png", "maps_01_test.png"):
         assert (out / "figures" / fig).stat().st_size > 1000
     assert np.load(out / "curves.npz")["sample_points"].shape == (6, 2)
+    for k, lo in (("specificity", 0), ("mcc", -1), ("cldice", 0)):  # MCC lies in [-1, 1]
+        assert lo <= m[k] <= 1 and all(lo <= float(r[f"{k}_at_threshold"]) <= 1 for r in rows)
+    # The pooled second-observer scores, recomputed independently from the two images.
+    cases = drive_cases(drive_dir)[:2]
+    truth = np.concatenate([c.label[c.fov] for c in cases])
+    pred = np.concatenate([c.label2[c.fov] for c in cases])
+    assert m["human"]["specificity"] == pytest.approx(recall_score(truth, pred, pos_label=0))
+    assert m["human"]["mcc"] == pytest.approx(matthews_corrcoef(truth, pred))
+    sk = [(skeletonize(c.label2 & c.fov), skeletonize(c.label & c.fov)) for c in cases]
+    tprec = sum((sp & c.label).sum() for (sp, _), c in zip(sk, cases, strict=True)) / sum(
+        sp.sum() for sp, _ in sk)
+    tsens = sum((sg & c.label2).sum() for (_, sg), c in zip(sk, cases, strict=True)) / sum(
+        sg.sum() for _, sg in sk)
+    assert m["human"]["cldice"] == pytest.approx(2 * tprec * tsens / (tprec + tsens))
 
 
 def test_evaluate_pairs_csv_detects_the_fov(tiny_model: Path, tmp_path: Path) -> None:

@@ -77,8 +77,9 @@ def run(*argv: str | Path) -> int:
 
 
 def seg(inp: Path | str, out: Path, model: Path, *extra: str | Path) -> int:
+    # Biomarkers are tested in test_segment_biomarkers.py; here they would only add time.
     return run("-i", inp, "-o", out, "--model", model, "--samples", "2", "--no-progress",
-               *extra)
+               "--no-biomarkers", *extra)
 
 
 def metrics(out: Path) -> dict[str, dict[str, str]]:
@@ -358,7 +359,10 @@ def test_torchrun_two_processes_each_output_once(images: Path, models: dict[str,
         for name in output_names(item_id, save_samples=False):
             assert (out / name).is_file(), name
     per_image = [p for p in out.iterdir() if p.is_file() and p.name not in
-                 ("run.json", "metrics.csv")]
+                 ("run.json", "metrics.csv", "biomarkers.csv")]
+    # The ranks' biomarker rows are merged like metrics.csv: one row per image.
+    with open(out / "biomarkers.csv", newline="") as f:
+        assert sorted(r["id"] for r in csv.DictReader(f)) == ["a", "b", "sub__a"]
     assert len(per_image) == 3 * len(OUTPUT_SUFFIXES)  # each output exactly once
     assert not temp_files(out)
     # Per-image seeds: a single process gives the same maps as the two shards.

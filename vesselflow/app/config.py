@@ -38,6 +38,7 @@ IMAGE_TYPES = sorted({s.rsplit(".", 1)[-1] for s in IMAGE_SUFFIXES})
 """Upload types: the reader's suffixes (``.nii.gz`` uploads as ``gz``)."""
 SAMPLE_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128)
 BATCH_SIZE = 4  # samples per batch: the mean map on screen is refreshed after each batch
+ZIP_SAMPLES = 4  # individual samples written into the results zip (all are kept in memory)
 DISPLAY_SIDE = 900  # pictures on screen are at most this many pixels on their long side
 
 DEFAULT_UNCERTAINTY_REFERENCE = {"cnf": 0.15, "factored": 0.37}

@@ -8,7 +8,7 @@ import contextvars
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -22,7 +22,7 @@ from vesselflow.io.weights import LoadedModel
 from vesselflow.vessel import inference
 from vesselflow.vessel.visualize import gray, thumbnail
 
-from .config import BATCH_SIZE, DISPLAY_SIDE, SAMPLE_CHOICES
+from .config import BATCH_SIZE, DISPLAY_SIDE, SAMPLE_CHOICES, ZIP_SAMPLES
 from .guard import AppError
 from .inputs import InputImage, stem
 from .models import uncertainty_reference
@@ -131,6 +131,23 @@ def segment(loaded: LoadedModel, image_key: str, image: np.ndarray, params: Samp
     return result
 
 
+@st.cache_data(max_entries=24, show_spinner=False)
+def _biomarkers_cached(model_key: str, image_key: str, params: SamplingParams, threshold: float,
+                       pixel_size: float | None, kind: str, _result: Segmentation) -> Any:
+    from vesselflow.vessel.biomarkers import segmentation_report
+
+    return segmentation_report(_result, threshold, kind, pixel_size)
+
+
+def biomarkers(loaded: LoadedModel, image_key: str, result: Segmentation,
+               params: SamplingParams, threshold: float, pixel_size: float | None = None
+               ) -> Any:
+    """Cached :func:`vesselflow.vessel.biomarkers.segmentation_report` of a segmentation."""
+    with st.spinner(f"Measuring the vessels of the mask and of {result.n} samples…"):
+        return _biomarkers_cached(loaded.sha256, image_key, params, float(threshold),
+                                  pixel_size, loaded.config.kind, result)
+
+
 def run_record(loaded: LoadedModel, item: InputImage, result: Segmentation,
                params: SamplingParams, threshold: float,
                summary: dict[str, float] | None = None) -> dict[str, Any]:
@@ -166,7 +183,7 @@ def run_record(loaded: LoadedModel, item: InputImage, result: Segmentation,
             "<name>_uncertainty.png": "per-pixel uncertainty, 8-bit (value / 510 = sample std)",
             "<name>_overlay.png": "mask (green) over the image",
             "<name>_fov.png": "field of view used (255 = inside)",
-            "<name>_samples.nii.gz": "the kept binary samples, uint8 (H, W, N)",
+            "<name>_samples.nii.gz": f"the first {ZIP_SAMPLES} binary samples, uint8 (H, W, N)",
             "note": "all at the uploaded image's size, written by vesselflow.vessel.outputs "
                     "exactly as vesselflow segment writes them",
         },
@@ -185,8 +202,11 @@ def result_files(loaded: LoadedModel, item: InputImage, result: Segmentation,
     from vesselflow.vessel.outputs import write_outputs
 
     name = stem(item.name)
+    # All samples stay in memory (the measurements use them); the zip carries the first few.
+    zipped = (replace(result, samples=result.samples[:ZIP_SAMPLES])
+              if result.samples is not None else result)
     with tempfile.TemporaryDirectory(prefix="vesselflow-app-") as tmp:
-        summary = write_outputs(Path(tmp), name, item.image, result, threshold,
+        summary = write_outputs(Path(tmp), name, item.image, zipped, threshold,
                                 save_samples=result.samples is not None)
         files = {f.name: f.read_bytes() for f in sorted(Path(tmp).iterdir())}
     record = run_record(loaded, item, result, params, threshold, summary)

@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,13 @@ class BatchTask:
     outputs: list[str]  # run.json "outputs": the kinds of file written per image
     start_line: str  # printed once at the start
     ok_line: Callable[[dict[str, Any]], str]  # a finished image's log line
+    # The task's own per-run files besides run.json and metrics.csv (biomarkers.csv).
+    run_files: tuple[str, ...] = ()
+    # Settings a run from before they existed had (see batch.state.check_folder).
+    settings_defaults: dict[str, Any] = field(default_factory=dict)
+    # finish(out, rows) writes the task's run files from the merged rows (rank 0, atomically)
+    # and returns entries for run.json.
+    finish: Callable[[Path, list[dict[str, Any]]], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -96,7 +103,8 @@ def run_batch(task: BatchTask, dist: Dist, items: list[InputItem], inputs: str |
     run = _RunInfo(task, inputs, out, items, dist.world, started, t_start)
     # Every rank checks the folder before any rank writes to it, so they all decide alike.
     check_folder(out, task.settings, resume, overwrite, state_dir=task.state_dir,
-                 suffixes=task.output_suffixes)
+                 suffixes=task.output_suffixes, run_files=task.run_files,
+                 defaults=task.settings_defaults)
     dist.barrier()
     state = out / task.state_dir
     if dist.main:
@@ -106,7 +114,7 @@ def run_batch(task: BatchTask, dist: Dist, items: list[InputItem], inputs: str |
         for part in state.glob("part-*.json"):
             part.unlink()
         write_json(state / "settings.json", task.settings)
-        remove_stray_temps(out, list(RUN_FILES))
+        remove_stray_temps(out, [*RUN_FILES, *task.run_files])
     dist.barrier()
     (state / "done").mkdir(parents=True, exist_ok=True)
 
@@ -227,6 +235,8 @@ def _finish(run: _RunInfo, *, interrupted: bool) -> dict[str, Any]:
         "counts": counts, "failures": failures,
         "outputs": task.outputs,
     }
+    if task.finish is not None:
+        record.update(task.finish(run.out, rows))
     write_metrics(run.out / "metrics.csv", rows, task.metric_fields)
     write_json(run.out / "run.json", record)
     per = [r["seconds"] for r in rows if r["status"] == "ok"]
@@ -237,7 +247,9 @@ def _finish(run: _RunInfo, *, interrupted: bool) -> dict[str, Any]:
           f"skipped{not_run} in {seconds:.1f} s{rate}", flush=True)
     for f in failures:
         print(f"  failed: {f['error']}", flush=True)
-    print(f"  outputs, run.json and metrics.csv in {run.out}"
+    files = ", ".join(["run.json", "metrics.csv", *task.run_files][:-1]) + " and " + (
+        task.run_files[-1] if task.run_files else "metrics.csv")
+    print(f"  outputs, {files} in {run.out}"
           + ("; rerun with --continue to finish" if interrupted else ""), flush=True)
     return record
 

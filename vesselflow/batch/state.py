@@ -26,23 +26,33 @@ from .inputs import BatchError, InputItem
 RUN_FILES = ("run.json", "metrics.csv")
 
 
-def previous_outputs(out: Path, state_dir: str, suffixes: Sequence[str]) -> list[str]:
-    """Names in OUT that a previous run wrote (unrelated files do not count)."""
+def previous_outputs(out: Path, state_dir: str, suffixes: Sequence[str],
+                     run_files: Sequence[str] = ()) -> list[str]:
+    """Names in OUT that a previous run wrote (unrelated files do not count).
+
+    ``run_files``: the task's own per-run files besides :data:`RUN_FILES`.
+    """
     if not out.is_dir():
         return []
     found = []
+    names = {*RUN_FILES, *run_files}
     for entry in sorted(os.listdir(out)):
-        if entry in RUN_FILES or entry == state_dir or entry.endswith(tuple(suffixes)):
+        if entry in names or entry == state_dir or entry.endswith(tuple(suffixes)):
             found.append(entry)
     return found
 
 
 def check_folder(out: Path, settings: dict[str, Any], resume: bool, overwrite: bool, *,
-                 state_dir: str, suffixes: Sequence[str]) -> None:
-    """Refuse to mix runs: previous outputs need --continue (same settings) or --overwrite."""
+                 state_dir: str, suffixes: Sequence[str], run_files: Sequence[str] = (),
+                 defaults: dict[str, Any] | None = None) -> None:
+    """Refuse to mix runs: previous outputs need --continue (same settings) or --overwrite.
+
+    ``defaults``: the value of a setting that a run from before the setting existed had
+    (``{"biomarkers": False}``: such a run made none, so it resumes with ``--no-biomarkers``).
+    """
     if out.exists() and not out.is_dir():
         raise BatchError(f"{out}: exists and is not a folder")
-    previous = previous_outputs(out, state_dir, suffixes)
+    previous = previous_outputs(out, state_dir, suffixes, run_files)
     if not previous or overwrite:
         return
     if not resume:
@@ -54,6 +64,7 @@ def check_folder(out: Path, settings: dict[str, Any], resume: bool, overwrite: b
         before = json.loads(path.read_text())
     except (OSError, ValueError):
         return  # outputs without settings (an old or foreign layout): markers decide per image
+    before = {**(defaults or {}), **before}
     diff = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
     if diff:
         shown = "; ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items())

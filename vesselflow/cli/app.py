@@ -49,6 +49,12 @@ def _cmd_app(a: argparse.Namespace) -> int:
         print(f"vesselflow app: error: --port must be in 1..65535, got {a.port}",
               file=sys.stderr)
         return 2
+    import importlib.util
+
+    if importlib.util.find_spec("streamlit") is None:  # the web app is the [app] extra
+        print("vesselflow app: error: the web app needs Streamlit, which is not installed: "
+              "pip install 'vesselflow[app]'", file=sys.stderr)
+        return 2
     cmd = streamlit_command(a.port, a.host)
     print(f"vesselflow app: starting on http://{a.host}:{a.port} (Ctrl-C stops it)", flush=True)
     if os.name == "posix":

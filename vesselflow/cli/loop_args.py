@@ -18,7 +18,7 @@ def add_loop_arguments(p: argparse.ArgumentParser, *, patch_size: int, batch_siz
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or mps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--val-every", type=int, default=val_every)
     p.add_argument("--ckpt-every", type=int, default=ckpt_every)

@@ -71,7 +71,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="also report bpd with images zero-padded to an N x N canvas and "
                    "divided by N*N (the paper's 1024 x 1024 convention); default 1024 with "
                    "--drive, off with --pairs; 0 turns it off")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--no-biomarkers", action="store_true",
+                   help="skip the vessel-biomarker comparison with the tracing")
+    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or mps")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -86,7 +88,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
             cases = cases[: a.limit]
         canvas = a.bpd_canvas if a.bpd_canvas is not None else (1024 if a.drive else 0)
         m = evaluate(a.model, cases, a.out, n_samples=a.samples, temperature=a.temperature,
-                     seed=a.seed, device=pick_device(a.device), canvas=canvas or None)
+                     seed=a.seed, device=pick_device(a.device), canvas=canvas or None,
+                     biomarkers=not a.no_biomarkers)
     except (FileNotFoundError, ValueError) as e:
         print(f"vesselflow evaluate: error: {e}", file=sys.stderr)
         return 2
@@ -95,8 +98,16 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                    if m["bpd_canvas"] is not None else "")
     print(f"{m['model']['name']} on {m['n_images']} images, {m['n_samples']} samples: "
           f"bpd {m['bpd']:.4f}{canvas_note} | max F1 {m['max_f1']:.4f} | F1@{m['threshold']:.3f} "
-          f"{m['f1']:.4f} | AUC {m['auc_roc']:.4f} | AP {m['average_precision']:.4f} | "
+          f"{m['f1']:.4f} (specificity {m['specificity']:.4f}, MCC {m['mcc']:.4f}, clDice "
+          f"{m['cldice']:.4f}) | AUC {m['auc_roc']:.4f} | AP {m['average_precision']:.4f} | "
           f"ECE {m['ece']:.4f} | 2nd observer F1 {human:.4f}\nwrote {a.out}/metrics.json")
+    bio = m.get("biomarkers")
+    if bio:
+        per = bio["per_biomarker"]
+        cov = ", ".join(f"{k} {per[k]['coverage']:.2f}" for k in bio["key_biomarkers"]
+                        if per[k]["coverage"] is not None)
+        print(f"biomarkers vs the tracing: interval coverage {cov} (target >= 0.80); "
+              f"per biomarker in metrics.json and {a.out}/biomarkers_per_image.csv")
     return 0
 
 

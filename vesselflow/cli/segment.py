@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Segment retinal vessels in one image, a folder (recursive), a glob or a "
         "CSV of path[,id]. Per image: <id>_prob.tif (float32), _prob.png, _mask.png, "
         "_uncertainty.png, _overlay.png, _fov.png (and _samples.nii.gz), at the input's size; "
-        "per run: run.json and metrics.csv. Images are brought to DRIVE's FOV scale for "
+        "per run: run.json, metrics.csv and biomarkers.csv (vessel biomarkers with sample "
+        "intervals). Images are brought to DRIVE's FOV scale for "
         "sampling and the maps resized back. Writes are atomic; --continue resumes an "
         "interrupted run. Shard with torchrun --nproc_per_node=N -m vesselflow segment ...")
     p.add_argument("-i", "--input", required=True,
@@ -38,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "validation split) or a number in (0, 1]")
     p.add_argument("--seed", type=int, default=0,
                    help="run seed; each image's seed derives from it and the image id")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--batch-size", type=int, default=8,
                    help="samples drawn at once (memory-bounded; default 8)")
     mode = p.add_mutually_exclusive_group()
@@ -48,6 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       help="replace the outputs of a previous run in OUT")
     p.add_argument("--save-samples", action="store_true",
                    help="also write the samples as <id>_samples.nii.gz (uint8 H x W x N)")
+    p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                   help="micrometres per input pixel, for calibres in um (default: estimated "
+                   "from the FOV, assuming a 45 degree field spans ~13 mm across it)")
+    p.add_argument("--no-biomarkers", action="store_true",
+                   help="skip the vessel biomarkers (biomarkers.csv)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: one line per image instead (for logs)")
     p.set_defaults(func=_cmd_segment)
@@ -64,7 +70,8 @@ def _cmd_segment(a: argparse.Namespace) -> int:
                                 temperature=a.temperature, threshold=a.threshold, seed=a.seed,
                                 device=a.device, resume=a.resume, overwrite=a.overwrite,
                                 save_samples=a.save_samples, progress=not a.no_progress,
-                                batch_size=a.batch_size)
+                                batch_size=a.batch_size, biomarkers=not a.no_biomarkers,
+                                pixel_size=a.pixel_size)
     except BatchError as e:
         print(f"vesselflow segment: error: {e}", file=sys.stderr)
         return 2

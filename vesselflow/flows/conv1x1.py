@@ -51,7 +51,10 @@ class InvertibleConv1x1(FlowLayer):
 
     def inverse(self, z: Tensor, context: Context = None) -> tuple[Tensor, Tensor]:
         c = z.shape[1]
-        w_inv = torch.linalg.inv(self.weight().double()).to(z.dtype)
+        w = self.weight()
+        # Apple's MPS has no float64: invert there on the CPU (a C x C matrix, cheap).
+        w64 = w.cpu().double() if w.device.type == "mps" else w.double()
+        w_inv = torch.linalg.inv(w64).to(device=z.device, dtype=z.dtype)
         x = F.conv2d(z, w_inv.view(c, c, 1, 1))
         ladj = -self.log_s.sum() * (z.shape[2] * z.shape[3])
         return x, ladj.expand(z.shape[0])

@@ -138,13 +138,15 @@ def sample_stats(model: VesselModel, image: np.ndarray | Tensor, n: int = 16,
         samples = torch.cat(kept).bool().cpu().numpy() if kept else None
         return SampleStats(mean, std.astype(np.float32), samples, n)
 
-    total = torch.zeros(x.shape[-2:], dtype=torch.float64, device=device)
+    # Counts of {0, 1} samples; MPS has no float64, and float32 counts are exact below 2^24.
+    acc = torch.float32 if str(device).startswith("mps") else torch.float64
+    total = torch.zeros(x.shape[-2:], dtype=acc, device=device)
     done = 0
     with cached_context():
         while done < n:
             b = min(batch_size, n - done)
             s = model.sample_labels(feats, b, temperature, gen)[:, 0]  # (b, H', W') {0, 1}
-            total += s.sum(0, dtype=torch.float64)
+            total += s.sum(0, dtype=acc)
             if len(kept) * batch_size < keep:
                 kept.append(s[: keep - sum(k.shape[0] for k in kept)])
             done += b

@@ -10,6 +10,8 @@ Per image ``<id>``, all at the input's original size (H, W):
 * ``<id>_overlay.png``  RGB input with the mask drawn in green;
 * ``<id>_fov.png``  0/255 field of view that was detected and used;
 * ``<id>_samples.nii.gz`` (``save_samples``) uint8 0/1 stack (H, W, N), axis 0 = rows.
+
+Per run, :func:`write_biomarkers` writes ``biomarkers.csv`` (one row per image).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from vesselflow.io.encoders import nifti_gz_bytes, write_bytes, write_png, write
 OUTPUT_SUFFIXES = ("_prob.tif", "_prob.png", "_mask.png", "_uncertainty.png", "_overlay.png",
                    "_fov.png")
 SAMPLES_SUFFIX = "_samples.nii.gz"
+BIOMARKERS_FILE = "biomarkers.csv"
 PNG_LEVEL = 3  # 2.5x faster than Pillow's default 6 for ~8% larger files (3504x2336 maps)
 
 
@@ -78,3 +81,25 @@ def _samples_stack(result: Any) -> np.ndarray:
     for k in range(samples.shape[0]):  # one at a time: memory stays at one resized sample
         stack[:, :, k] = restore_size(samples[k], info, order=0)
     return stack
+
+
+def write_biomarkers(path: Path, rows: list[dict[str, Any]]) -> int:
+    """biomarkers.csv (atomically): one row per image with biomarkers (id, input, values).
+
+    Returns the number of images written.
+    """
+    import csv
+    import io
+
+    from vesselflow.io.files import atomic_path
+
+    table = [{"id": r["id"], "input": r["input"], **r["biomarkers"]} for r in rows
+             if r.get("biomarkers")]
+    buf = io.StringIO()
+    keys = list(dict.fromkeys(k for r in table for k in r)) or ["id", "input"]
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+    return len(table)

@@ -10,7 +10,10 @@ Per image ``<id>``: the files of :mod:`vesselflow.vessel.outputs` (probability, 
 uncertainty, overlay, FOV, optionally the samples), at the input's original size.
 
 Per run: ``run.json`` (model, parameters, seed, device, package versions, times, counts,
-failures) and ``metrics.csv`` (one row per input), written by the batch runner
+failures), ``metrics.csv`` (one row per input) and ``biomarkers.csv`` (one row per image:
+each vessel biomarker on the mask and its mean / sd / 2.5-97.5 % interval over the samples,
+:mod:`vesselflow.vessel.biomarkers`; ``--no-biomarkers`` skips it, ``--pixel-size UM`` sets
+the micrometres per input pixel), written by the batch runner
 (:mod:`vesselflow.batch.runner`), which also gives ``--continue``/``--overwrite``, progress,
 failure records, sharding and signal handling; bookkeeping lives in ``OUT/.vesselflow/``.
 
@@ -45,8 +48,12 @@ METRIC_FIELDS = ("id", "input", "status", "vessel_density", "mean_uncertainty", 
 def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
                 temperature: float, threshold: float, seed: int, batch_size: int,
                 save_samples: bool, device: str,
-                on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+                on_progress: Callable[[float], None] | None = None, biomarkers: bool = False,
+                pixel_size: float | None = None) -> dict[str, Any]:
     """Segment one image and write its outputs; returns its metrics row.
+
+    With ``biomarkers`` the row carries the image's biomarker row (mask value and sample
+    mean / sd / interval, :mod:`vesselflow.vessel.biomarkers`), for the run's biomarkers.csv.
 
     Raises whatever reading or sampling raises; the caller records it and goes on.
     """
@@ -64,22 +71,40 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     callback = (lambda done, _m: on_progress(done / samples)) if on_progress else None
     result = segment_image(loaded.model, image, n=samples, temperature=temperature,
                            seed=image_seed(seed, item.id), batch_size=batch_size,
-                           keep=samples if save_samples else 0, fov=fov, device=device,
-                           name=str(item.path), callback=callback)
+                           keep=samples if save_samples or biomarkers else 0, fov=fov,
+                           device=device, name=str(item.path), callback=callback)
     summary = write_outputs(out, item.id, image, result, threshold, fov=fov,
                             save_samples=save_samples)
     info = result.scale
-    return {"status": "ok", **summary, "sampling_seconds": round(result.seconds, 3),
-            "height": h, "width": w, "scale_factor": round(info.factor, 4),
-            "fov_diameter": round(info.fov_diameter, 1), "seed": image_seed(seed, item.id),
-            "samples": result.n}
+    row = {"status": "ok", **summary, "sampling_seconds": round(result.seconds, 3),
+           "height": h, "width": w, "scale_factor": round(info.factor, 4),
+           "fov_diameter": round(info.fov_diameter, 1), "seed": image_seed(seed, item.id),
+           "samples": result.n}
+    if biomarkers:
+        from .biomarkers import segmentation_report
+
+        t_bio = time.perf_counter()
+        try:
+            row["biomarkers"] = segmentation_report(result, threshold, loaded.config.kind,
+                                                    pixel_size).row()
+        except Exception as e:  # the maps are written: a measurement problem must not undo them
+            row["biomarkers"] = {"error": f"{item.path}: biomarkers failed: "
+                                          f"{type(e).__name__}: {e}"}
+        row["biomarker_seconds"] = round(time.perf_counter() - t_bio, 3)
+    return row
 
 
 def _settings(loaded: Any, samples: int, temperature: float, threshold: float, seed: int,
-              save_samples: bool) -> dict[str, Any]:
+              save_samples: bool, biomarkers: bool = True,
+              pixel_size: float | None = None) -> dict[str, Any]:
     """What decides an image's outputs: a --continue must use the same."""
     return {"model_sha256": loaded.sha256, "samples": samples, "temperature": temperature,
-            "threshold": threshold, "seed": seed, "save_samples": save_samples}
+            "threshold": threshold, "seed": seed, "save_samples": save_samples,
+            "biomarkers": biomarkers, "pixel_size_um": pixel_size}
+
+
+# Runs from before biomarkers existed made none: they resume with --no-biomarkers.
+SETTINGS_BEFORE_BIOMARKERS = {"biomarkers": False, "pixel_size_um": None}
 
 
 def _parse_threshold(text: str | float) -> str | float:
@@ -99,7 +124,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
                    samples: int = 16, temperature: float = 1.0,
                    threshold: str | float = "auto", seed: int = 0, device: str = "auto",
                    resume: bool = False, overwrite: bool = False, save_samples: bool = False,
-                   progress: bool = True, batch_size: int = 8,
+                   progress: bool = True, batch_size: int = 8, biomarkers: bool = True,
+                   pixel_size: float | None = None,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Segment every input image into ``out``; the Python form of ``vesselflow segment``.
 
@@ -123,6 +149,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
         raise BatchError("--continue and --overwrite exclude each other")
     if samples < 1:
         raise BatchError(f"--samples must be >= 1, got {samples}")
+    if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise BatchError(f"--pixel-size must be a positive number of um, got {pixel_size}")
     if batch_size < 1:
         raise BatchError(f"--batch-size must be >= 1, got {batch_size}")
     if not math.isfinite(temperature) or temperature < 0:
@@ -140,7 +168,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
             task = _task(dist, model=model, samples=samples, temperature=temperature,
                          thr_arg=thr_arg, seed=seed, device=device, resume=resume,
                          overwrite=overwrite, save_samples=save_samples, progress=progress,
-                         batch_size=batch_size, out=out, n_items=len(items))
+                         batch_size=batch_size, out=out, n_items=len(items),
+                         biomarkers=biomarkers, pixel_size=pixel_size)
             from vesselflow.batch.runner import run_batch
 
             return run_batch(task, dist, items, inputs, out, resume=resume,
@@ -152,14 +181,15 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
 
 def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: str | float,
           seed: int, device: str, resume: bool, overwrite: bool, save_samples: bool,
-          progress: bool, batch_size: int, out: Path, n_items: int) -> Any:
+          progress: bool, batch_size: int, out: Path, n_items: int, biomarkers: bool = True,
+          pixel_size: float | None = None) -> Any:
     """Load the model and describe the segment run to the batch runner."""
     from vesselflow import __version__
     from vesselflow.batch.runner import BatchTask
     from vesselflow.runtime import pick_device
 
     from .models import load_model
-    from .outputs import OUTPUT_SUFFIXES, SAMPLES_SUFFIX, output_names
+    from .outputs import BIOMARKERS_FILE, OUTPUT_SUFFIXES, SAMPLES_SUFFIX, output_names
 
     try:
         dev = pick_device(device)
@@ -172,7 +202,8 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         raise BatchError(f"cannot load model {model!r}: {e}") from None
     threshold = loaded.threshold if thr_arg == "auto" else float(thr_arg)
-    settings = _settings(loaded, samples, temperature, threshold, seed, save_samples)
+    settings = _settings(loaded, samples, temperature, threshold, seed, save_samples,
+                         biomarkers, pixel_size)
     meta = loaded.meta
     record = {
         "model": {"name": loaded.name, "path": str(loaded.path), "kind": loaded.config.kind,
@@ -182,6 +213,7 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
         "parameters": {"samples": samples, "temperature": temperature, "threshold": thr_arg,
                        "threshold_used": threshold, "seed": seed, "device": device,
                        "batch_size": batch_size, "save_samples": save_samples,
+                       "biomarkers": biomarkers, "pixel_size_um": pixel_size,
                        "continue": resume, "overwrite": overwrite,
                        "no_progress": not progress},
         "seed": seed, "device": dev,
@@ -190,7 +222,22 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
     def process(item: InputItem, out: Path, on_progress: Callable[[float], None]) -> dict:
         return segment_one(loaded, item, out, samples=samples, temperature=temperature,
                            threshold=threshold, seed=seed, batch_size=batch_size,
-                           save_samples=save_samples, device=dev, on_progress=on_progress)
+                           save_samples=save_samples, device=dev, on_progress=on_progress,
+                           biomarkers=biomarkers, pixel_size=pixel_size)
+
+    def finish(out: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        if not biomarkers:
+            return {}
+        from .biomarkers import FACTORED_NOTE, RETINA_MM_45_DEG
+        from .outputs import write_biomarkers
+
+        return {"biomarkers": {
+            "file": BIOMARKERS_FILE, "images": write_biomarkers(out / BIOMARKERS_FILE, rows),
+            "pixel_size_um": pixel_size,
+            "scale": "measured at the analysis scale (DRIVE's FOV diameter); calibre in px "
+                     "of the input image; um from --pixel-size, else from the FOV assuming a "
+                     f"45 degree field spans {RETINA_MM_45_DEG:g} mm across its diameter",
+            "note": FACTORED_NOTE if loaded.config.kind == "factored" else ""}}
 
     shards = f" on {dist.world} processes" if dist.world > 1 else ""
     return BatchTask(
@@ -198,7 +245,8 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
         output_suffixes=(*OUTPUT_SUFFIXES, SAMPLES_SUFFIX), metric_fields=METRIC_FIELDS,
         output_names=lambda i: output_names(i, save_samples),
         all_output_names=lambda i: output_names(i, True), process=process,
-        settings=settings, record=record,
+        settings=settings, record=record, run_files=(BIOMARKERS_FILE,),
+        settings_defaults=SETTINGS_BEFORE_BIOMARKERS, finish=finish,
         outputs=[s.lstrip("_") for s in OUTPUT_SUFFIXES]
         + ([SAMPLES_SUFFIX.lstrip("_")] if save_samples else []),
         start_line=f"segment: {n_items} image(s){shards} with {loaded.name} "

@@ -41,17 +41,69 @@ def max_f1(prob: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 
 def binary_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Precision, recall, F1 and accuracy of a binary prediction (1-D FOV pixels)."""
+    """Precision, recall, F1, accuracy, specificity and MCC of a binary prediction (1-D FOV
+    pixels).
+
+    Specificity = TN / (TN + FP); MCC (Matthews correlation) = (TP TN - FP FN) / sqrt((TP + FP)
+    (TP + FN) (TN + FP) (TN + FN)). An undefined ratio (empty denominator) is 0, as in
+    scikit-learn.
+    """
     pred = np.asarray(pred).astype(bool)
     truth = np.asarray(truth).astype(bool)
     tp = float(np.sum(pred & truth))
     fp = float(np.sum(pred & ~truth))
     fn = float(np.sum(~pred & truth))
+    tn = float(np.sum(~pred & ~truth))
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    specificity = tn / (tn + fp) if tn + fp else 0.0
+    # Floats: the product of four pooled DRIVE counts overflows int64.
+    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = float((tp * tn - fp * fn) / denom) if denom else 0.0
     return {"precision": precision, "recall": recall, "f1": f1,
-            "accuracy": float(np.mean(pred == truth)) if pred.size else float("nan")}
+            "accuracy": float(np.mean(pred == truth)) if pred.size else float("nan"),
+            "specificity": specificity, "mcc": mcc}
+
+
+def cldice_counts(pred: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """The four counts of centreline Dice (clDice, Shit et al. 2021) for (H, W) binary maps.
+
+    Both maps are restricted to the FOV, then skeletonised (``skimage.morphology.skeletonize``).
+
+    Returns:
+        float array (4,): |skel(P) & G|, |skel(P)|, |skel(G) & P|, |skel(G)|. Summing the counts
+        over images gives the pooled clDice (as pooling FOV pixels does for F1).
+    """
+    from skimage.morphology import skeletonize
+
+    pred = np.asarray(pred).astype(bool)
+    truth = np.asarray(truth).astype(bool)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction {pred.shape} and reference {truth.shape} differ in shape")
+    if fov is not None:
+        fov = np.asarray(fov).astype(bool)
+        if fov.shape != pred.shape:
+            raise ValueError(f"FOV mask {fov.shape} does not match the map {pred.shape}")
+        pred, truth = pred & fov, truth & fov
+    skel_p, skel_g = skeletonize(pred), skeletonize(truth)
+    return np.array([np.sum(skel_p & truth), np.sum(skel_p), np.sum(skel_g & pred),
+                     np.sum(skel_g)], dtype=np.float64)
+
+
+def cldice_from_counts(counts: np.ndarray) -> float:
+    """clDice = 2 Tprec Tsens / (Tprec + Tsens), Tprec = |skel(P) & G| / |skel(P)|, Tsens =
+    |skel(G) & P| / |skel(G)|, from :func:`cldice_counts` (or their sum over images)."""
+    sp_g, sp, sg_p, sg = (float(c) for c in counts)
+    tprec = sp_g / sp if sp else 0.0
+    tsens = sg_p / sg if sg else 0.0
+    return 2 * tprec * tsens / (tprec + tsens) if tprec + tsens else 0.0
+
+
+def cldice(pred: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None) -> float:
+    """Centreline Dice of an (H, W) binary prediction against the reference, inside the FOV."""
+    return cldice_from_counts(cldice_counts(pred, truth, fov))
 
 
 def auc_roc(prob: np.ndarray, truth: np.ndarray) -> float:
@@ -127,7 +179,8 @@ def score_case(mean: np.ndarray, label: np.ndarray, fov: np.ndarray | None, thre
 
     Returns:
         dict with ``max_f1`` and ``max_f1_threshold`` (oracle), ``precision``, ``recall``,
-        ``f1``, ``accuracy`` at ``threshold``, ``auc_roc``, ``average_precision``, ``ece``,
+        ``f1``, ``accuracy``, ``specificity``, ``mcc``, ``cldice`` (and its
+        ``cldice_counts``) at ``threshold``, ``auc_roc``, ``average_precision``, ``ece``,
         ``curve`` (pr_curve output), ``reliability`` (ECE table), ``sample_points`` (k, 2) or
         None, ``sample_precision`` / ``sample_recall`` / ``sample_f1`` (means over samples, or
         None), ``human`` (binary_scores of label2, or None) and ``mean_uncertainty`` (or None).
@@ -136,11 +189,13 @@ def score_case(mean: np.ndarray, label: np.ndarray, fov: np.ndarray | None, thre
     prob = in_fov(mean, fov)
     best, best_thr = max_f1(prob, truth)
     at = binary_scores(prob >= threshold, truth)
+    counts = cldice_counts(np.asarray(mean) >= threshold, label, fov)
     ece, table = expected_calibration_error(prob, truth)
     out: dict = {
         "max_f1": best, "max_f1_threshold": best_thr, "threshold": float(threshold),
         "precision": at["precision"], "recall": at["recall"], "f1": at["f1"],
-        "accuracy": at["accuracy"],
+        "accuracy": at["accuracy"], "specificity": at["specificity"], "mcc": at["mcc"],
+        "cldice_counts": counts, "cldice": cldice_from_counts(counts),
         "auc_roc": auc_roc(prob, truth), "average_precision": average_precision(prob, truth),
         "ece": ece, "curve": pr_curve(prob, truth), "reliability": table,
         "sample_points": None, "sample_precision": None, "sample_recall": None,

@@ -1,0 +1,381 @@
+"""Vessel biomarkers from a binary vessel map and its field of view, with sample intervals.
+
+One map (H, W) bool and its FOV (H, W) bool give (:data:`BIOMARKERS`):
+
+* ``vessel_density``: vessel pixels / FOV pixels;
+* ``length_density``: skeleton length per FOV area (mm / mm^2);
+* ``branch_point_density`` / ``end_point_density``: skeleton junctions (connected clusters of
+  pixels with >= 3 skeleton neighbours) and end pixels (1 neighbour) per mm^2 of FOV;
+* ``fractal_dimension``: box counting on the vessel MAP (not the skeleton): the slope of
+  log N(s) against log(1 / s) for square boxes of s = 2, 4, ..., 2^k pixels;
+* ``tortuosity``: per skeleton segment (skan path between junctions / ends, chord >= 10 px,
+  loops excluded) arc length / chord length, the arc measured on the path smoothed by a
+  5-point moving average (the 8-connected pixel path of a straight oblique line is up to 8 %
+  longer than the line); reported as the length-weighted mean over segments;
+* ``calibre_mean`` / ``calibre_median`` (px of the input image, and um): per skeleton pixel
+  p, EDT(p) + max EDT over p's 4-neighbours off the skeleton, with EDT the Euclidean
+  distance transform of the map: the two half-widths of the cross-section either side of
+  the ridge. Exact for axis-aligned bars of any width (odd or even) and for discs (pixel
+  span); oblique bars within about 0.5 px (median).
+
+The skeleton is ``skimage.morphology.skeletonize`` and its graph is skan's; no graph code here.
+
+Scale: maps are measured at the analysis scale (DRIVE's FOV diameter, where the samples
+live; :func:`vesselflow.vessel.inference.segment_image`). Pixel lengths are converted to the input
+image's pixels with the scale factor, and to micrometres with the pixel size: given by the
+user (``--pixel-size UM``, um per input pixel), or estimated from the FOV on the stated
+assumption (:data:`RETINA_MM_45_DEG`) that a 45 degree field spans about 13 mm of retina
+across the FOV diameter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+RETINA_MM_45_DEG = 13.0
+"""Assumed retinal span (mm) of a 45 degree field across the FOV diameter."""
+
+MIN_CHORD_PX = 10.0
+"""Segments with a shorter chord (px, analysis scale) are left out of the tortuosity."""
+
+SMOOTH_HALF_WINDOW = 2
+"""Half window (points) of the moving average applied to a path before its arc length."""
+
+BIOMARKERS: dict[str, tuple[str, str]] = {
+    "vessel_density": ("fraction", "vessel area / FOV area"),
+    "length_density": ("1/mm", "skeleton length per FOV area (mm per mm^2)"),
+    "branch_point_density": ("1/mm^2", "skeleton junctions per FOV area"),
+    "end_point_density": ("1/mm^2", "skeleton end points per FOV area"),
+    "fractal_dimension": ("-", "box-counting dimension of the vessel map"),
+    "tortuosity": ("-", "arc / chord per segment, length-weighted mean"),
+    "calibre_mean_px": ("px", "mean vessel width along the skeleton (input-image pixels)"),
+    "calibre_median_px": ("px", "median vessel width along the skeleton (input-image pixels)"),
+    "calibre_mean_um": ("um", "mean vessel width along the skeleton"),
+    "calibre_median_um": ("um", "median vessel width along the skeleton"),
+}
+"""Name -> (unit, what it is), in table order."""
+
+NAMES: tuple[str, ...] = tuple(BIOMARKERS)
+STATS = ("mean", "sd", "lo", "hi")
+"""Per-biomarker sample statistics: mean, sd (ddof 1) and the 2.5 / 97.5 % percentiles."""
+
+FACTORED_NOTE = ("factored model: its samples are independent-pixel Bernoulli draws, not "
+                 "vessel maps; biomarkers of such samples (skeleton, branches, calibre) are "
+                 "far off and their intervals do not describe vessel uncertainty")
+
+
+@dataclass(frozen=True)
+class PixelScale:
+    """How analysis-scale pixels convert to input pixels and micrometres.
+
+    Attributes:
+        factor: analysis px per input px (``ScaleInfo.factor``; 1.0 when not resized).
+        um_per_px: micrometres per ANALYSIS pixel.
+        source: "given" (``--pixel-size``) or the estimate's assumption.
+    """
+
+    factor: float
+    um_per_px: float
+    source: str
+
+    @property
+    def input_um_per_px(self) -> float:
+        """Micrometres per input-image pixel."""
+        return self.um_per_px * self.factor
+
+
+def pixel_scale(fov_diameter: float, factor: float = 1.0, pixel_size_um: float | None = None,
+                fov_degrees: float = 45.0) -> PixelScale:
+    """The pixel scale of an analysis.
+
+    Args:
+        fov_diameter: FOV diameter in input pixels (``ScaleInfo.fov_diameter``).
+        factor: analysis px per input px.
+        pixel_size_um: um per INPUT pixel, if known; else estimated from the FOV, assuming
+            a ``fov_degrees`` field spans ``13 mm * fov_degrees / 45`` across its diameter.
+    """
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ValueError(f"scale factor must be positive, got {factor}")
+    if pixel_size_um is not None:
+        if not (pixel_size_um > 0 and math.isfinite(pixel_size_um)):
+            raise ValueError(f"--pixel-size must be a positive number of um, got "
+                             f"{pixel_size_um}")
+        return PixelScale(factor, pixel_size_um / factor, "given")
+    if not fov_diameter > 0:
+        raise ValueError(f"FOV diameter must be positive, got {fov_diameter}")
+    span_um = 1000.0 * RETINA_MM_45_DEG * fov_degrees / 45.0
+    return PixelScale(factor, span_um / (fov_diameter * factor),
+                      f"estimated: a {fov_degrees:g} degree field spans "
+                      f"{RETINA_MM_45_DEG * fov_degrees / 45.0:.1f} mm across the FOV diameter")
+
+
+# ------------------------------------------------------------------------------ one map
+def fov_box(fov: np.ndarray, margin: int = 1) -> tuple[slice, slice]:
+    """Slices of the FOV's bounding box (plus ``margin`` px), for measuring less."""
+    rows, cols = np.flatnonzero(fov.any(1)), np.flatnonzero(fov.any(0))
+    return (slice(max(rows[0] - margin, 0), rows[-1] + 1 + margin),
+            slice(max(cols[0] - margin, 0), cols[-1] + 1 + margin))
+
+
+def distance_transform(m: np.ndarray) -> np.ndarray:
+    """Exact Euclidean distance of every pixel of ``m`` to the nearest background pixel.
+
+    OpenCV's (installed with albumentations; ~20x faster than scipy's, which also builds
+    the feature transform); scipy's when OpenCV is missing. Outside the image counts as
+    background, as in OpenCV.
+    """
+    try:
+        import cv2
+    except ImportError:
+        return ndi.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
+    return cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+def box_counting_dimension(mask: np.ndarray, max_box: int | None = None) -> float:
+    """Box-counting dimension of a binary map (boxes of 2, 4, ..., ``max_box`` px).
+
+    The map is zero-padded to a multiple of the largest box; ``max_box`` defaults to the
+    largest power of 2 not above a quarter of the shorter side (>= 4 boxes across).
+    """
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return float("nan")
+    if max_box is None:
+        max_box = 2 ** math.floor(math.log2(max(min(m.shape) / 4, 2)))
+    sizes = [2**k for k in range(1, int(math.log2(max_box)) + 1)]
+    if len(sizes) < 2:
+        return float("nan")
+    big = sizes[-1]
+    h, w = (-(-m.shape[0] // big) * big, -(-m.shape[1] // big) * big)
+    m = np.pad(m, ((0, h - m.shape[0]), (0, w - m.shape[1])))
+    counts = []
+    level = m
+    for _ in sizes:  # each level halves the grid: a box of 2s is full if any of its 4 is
+        level = level[0::2, 0::2] | level[1::2, 0::2] | level[0::2, 1::2] | level[1::2, 1::2]
+        counts.append(int(level.sum()))
+    slope = np.polyfit(np.log(1.0 / np.asarray(sizes, float)), np.log(counts), 1)[0]
+    return float(slope)
+
+
+def _smoothed_arc_lengths(coords: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+                          half: int = SMOOTH_HALF_WINDOW) -> np.ndarray:
+    """Arc length of every skan path after a moving average along it (ends kept).
+
+    Vectorised over all paths: each point averages the points within ``half`` of it on its
+    own path (the window shrinks symmetrically near the ends, so end points stay put).
+    """
+    pts = coords[indices].astype(np.float64)  # (M, 2), paths concatenated in order
+    n_per = np.diff(indptr)
+    pid = np.repeat(np.arange(len(n_per)), n_per)
+    pos = np.arange(len(indices)) - indptr[pid]  # position within its path
+    n = n_per[pid]
+    r = np.minimum(np.minimum(pos, n - 1 - pos), half)  # symmetric window radius
+    csum = np.vstack([np.zeros((1, 2)), np.cumsum(pts, axis=0)])
+    g = np.arange(len(indices))
+    smooth = (csum[g + r + 1] - csum[g - r]) / (2 * r + 1)[:, None]
+    step = np.linalg.norm(np.diff(smooth, axis=0), axis=1)
+    same = pid[1:] == pid[:-1]  # steps within a path, not across two paths
+    return np.bincount(pid[1:][same], weights=step[same], minlength=len(n_per))
+
+
+def _empty(density: float) -> dict[str, float]:
+    out = dict.fromkeys(NAMES, float("nan"))
+    out.update(vessel_density=density, length_density=0.0, branch_point_density=0.0,
+               end_point_density=0.0)
+    return out
+
+
+def measure(mask: np.ndarray, fov: np.ndarray, scale: PixelScale) -> dict[str, float]:
+    """All :data:`BIOMARKERS` of one binary map (H, W) inside its FOV (H, W), analysis scale.
+
+    Values that do not exist for the map (no skeleton, no segment long enough) are NaN.
+    """
+    from skimage.morphology import skeletonize
+
+    fov = np.asarray(fov, dtype=bool)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != fov.shape:
+        raise ValueError(f"map {mask.shape} and FOV {fov.shape} sizes differ")
+    fov_px = int(fov.sum())
+    if fov_px == 0:
+        raise ValueError("the field of view is empty")
+    box = fov_box(fov)  # nothing outside the FOV counts: measure its bounding box only
+    m = mask[box] & fov[box]
+    density = float(m.sum() / fov_px)
+    sk = skeletonize(m)
+    if not sk.any():
+        return {**_empty(density), "fractal_dimension": box_counting_dimension(m)}
+    mm = scale.um_per_px / 1000.0
+    fov_mm2 = fov_px * mm * mm
+    length_px, n_junctions, n_ends, tort = _skeleton_graph(sk)
+    cal_mean, cal_median = _calibre(m, sk)  # px, analysis scale
+    return {
+        "vessel_density": density,
+        "length_density": length_px * mm / fov_mm2,
+        "branch_point_density": n_junctions / fov_mm2,
+        "end_point_density": n_ends / fov_mm2,
+        "fractal_dimension": box_counting_dimension(m),
+        "tortuosity": tort,
+        "calibre_mean_px": cal_mean / scale.factor,
+        "calibre_median_px": cal_median / scale.factor,
+        "calibre_mean_um": cal_mean * scale.um_per_px,
+        "calibre_median_um": cal_median * scale.um_per_px,
+    }
+
+
+def _skeleton_graph(sk: np.ndarray) -> tuple[float, int, int, float]:
+    """(length px, junctions, end points, tortuosity) of a skeleton, from skan's graph."""
+    from skan import Skeleton
+
+    if int(sk.sum()) < 2:  # a lone pixel: no path, no junction, no end
+        return 0.0, 0, 0, float("nan")
+    skel = Skeleton(sk, keep_images=False)
+    length = float(skel.path_lengths().sum())  # 8-connected pixel path length (px)
+    deg = np.zeros(sk.shape, dtype=np.int32)
+    rc = np.round(skel.coordinates).astype(np.intp)
+    deg[rc[:, 0], rc[:, 1]] = skel.degrees[: len(rc)]
+    # A junction is often a cluster of adjacent degree->=3 pixels: count clusters.
+    n_junctions = int(ndi.label(deg >= 3, structure=np.ones((3, 3)))[1])
+    n_ends = int((deg == 1).sum())
+
+    # Tortuosity per segment: smoothed arc / chord, loops and short segments left out.
+    indptr, indices = skel.paths.indptr, skel.paths.indices
+    first, last = indices[indptr[:-1]], indices[np.maximum(indptr[1:] - 1, indptr[:-1])]
+    chord = np.linalg.norm(skel.coordinates[first] - skel.coordinates[last], axis=1)
+    ok = (chord >= MIN_CHORD_PX) & (first != last)
+    tort = float("nan")
+    if ok.any():
+        arc = _smoothed_arc_lengths(skel.coordinates, indptr, indices)[ok]
+        t = np.maximum(arc / chord[ok], 1.0)  # smoothing can cut a hair off a straight line
+        tort = float(np.sum(t * arc) / np.sum(arc))
+    return length, n_junctions, n_ends, tort
+
+
+def _calibre(m: np.ndarray, sk: np.ndarray) -> tuple[float, float]:
+    """Mean and median width (px) along the skeleton: at each skeleton pixel, its EDT plus
+    the largest EDT of its 4-neighbours off the skeleton (the half-width across the ridge).
+
+    For a bar 2k + 1 px wide the ridge pixel has EDT k + 1 and its neighbours k; for 2k px
+    the ridge falls between two pixels of EDT k each: the sum is the width in both cases.
+    """
+    edt = np.pad(distance_transform(m), 1)
+    on = np.pad(sk, 1)
+    ys, xs = np.nonzero(on)
+    across = np.zeros(len(ys))
+    for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+        across = np.maximum(across, np.where(on[ys + dy, xs + dx], 0.0, edt[ys + dy, xs + dx]))
+    width = edt[ys, xs] + across
+    return float(width.mean()), float(np.median(width))
+
+
+# --------------------------------------------------------------------------- samples
+def summarize_samples(values: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per biomarker over samples: mean, sd (ddof 1), lo / hi (2.5 / 97.5 % percentiles).
+
+    NaN values (a sample without that biomarker) are left out; all-NaN gives NaN.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for name in NAMES:
+        v = np.array([s[name] for s in values], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if len(v) == 0:
+            out[name] = dict.fromkeys(STATS, float("nan"))
+            continue
+        lo, hi = np.percentile(v, [2.5, 97.5])
+        out[name] = {"mean": float(v.mean()),
+                     "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                     "lo": float(lo), "hi": float(hi)}
+    return out
+
+
+@dataclass
+class BiomarkerReport:
+    """Biomarkers of one image: on the thresholded mean map and over the samples."""
+
+    mask: dict[str, float]
+    samples: dict[str, dict[str, float]]
+    n_samples: int
+    scale: PixelScale
+    note: str = ""
+
+    def row(self) -> dict[str, Any]:
+        """Flat CSV row: ``<name>`` (mask) and ``<name>_mean/_sd/_lo/_hi`` per biomarker."""
+        row: dict[str, Any] = {"n_samples": self.n_samples,
+                               "scale_factor": round(self.scale.factor, 4),
+                               "um_per_input_px": round(self.scale.input_um_per_px, 3),
+                               "pixel_size_source": self.scale.source}
+        for name in NAMES:
+            row[name] = self.mask[name]
+            for s in STATS:
+                row[f"{name}_{s}"] = self.samples[name][s]
+        if self.note:
+            row["note"] = self.note
+        return row
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per biomarker (for display): name, unit, mask value, sample statistics."""
+        rows = []
+        for name, (unit, what) in BIOMARKERS.items():
+            s = self.samples[name]
+            rows.append({"biomarker": name, "unit": unit, "mask": self.mask[name],
+                         "sample_mean": s["mean"], "sample_sd": s["sd"],
+                         "interval_2.5%": s["lo"], "interval_97.5%": s["hi"],
+                         "description": what})
+        return rows
+
+
+def biomarker_report(mask: np.ndarray, samples: Iterable[np.ndarray] | None, fov: np.ndarray,
+                     scale: PixelScale, kind: str = "cnf") -> BiomarkerReport:
+    """Biomarkers of the mask and of every sample (all (H, W) bool at the analysis scale)."""
+    values = [measure(s, fov, scale) for s in (samples if samples is not None else [])]
+    return BiomarkerReport(measure(mask, fov, scale), summarize_samples(values), len(values),
+                           scale, FACTORED_NOTE if kind == "factored" else "")
+
+
+def segmentation_report(result: Any, threshold: float, kind: str = "cnf",
+                        pixel_size_um: float | None = None) -> BiomarkerReport:
+    """:func:`biomarker_report` of a :class:`vesselflow.vessel.inference.Segmentation`."""
+    info = result.scale
+    scale = pixel_scale(info.fov_diameter, info.factor, pixel_size_um)
+    return biomarker_report(result.mask(threshold), result.samples, result.fov, scale, kind)
+
+
+def display_table(report: BiomarkerReport, digits: int = 3) -> list[dict[str, Any]]:
+    """The app's biomarker table: values rounded, interval as one "lo - hi" column."""
+
+    def fmt(x: float) -> str:
+        return "n/a" if not math.isfinite(x) else f"{x:.{digits}g}" if abs(x) < 1e-2 or abs(
+            x) >= 1e4 else f"{x:.{digits}f}"
+
+    pretty = {"um": "µm", "1/mm^2": "1/mm²", "1/mm": "mm/mm²"}
+    return [{"biomarker": r["biomarker"], "unit": pretty.get(r["unit"], r["unit"]),
+             "on the mask": fmt(r["mask"]),
+             "sample mean ± sd": f"{fmt(r['sample_mean'])} ± {fmt(r['sample_sd'])}",
+             "95% interval of samples": f"{fmt(r['interval_2.5%'])} – "
+                                        f"{fmt(r['interval_97.5%'])}",
+             "what": r["description"]} for r in report.table()]
+
+
+def report_csv(report: BiomarkerReport, image: str = "image") -> bytes:
+    """One image's biomarker table as CSV bytes (the app's download)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    rows = report.table()
+    w = csv.DictWriter(buf, fieldnames=["image", *rows[0], "n_samples", "um_per_input_px",
+                                        "pixel_size_source"], lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({"image": image, **r, "n_samples": report.n_samples,
+                    "um_per_input_px": round(report.scale.input_um_per_px, 3),
+                    "pixel_size_source": report.scale.source})
+    if report.note:
+        buf.write(f"# {report.note}\n")
+    return buf.getvalue().encode()
