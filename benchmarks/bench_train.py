@@ -140,7 +140,7 @@ def _sr_variants(name: str, data: Path, names: list[str], seed: int) -> list[Var
 def bench_config(name: str, a: argparse.Namespace) -> dict[str, Any]:
     sr = name.startswith("sr-")
     names = ["before", "after_nchw"] if sr else ["before", "after", "after_nchw"]
-    if a.compile:
+    if a.compile and (a.compile_configs is None or name in a.compile_configs.split(",")):
         names.append("after_compile")
     if sr:
         variants = _sr_variants(name, a.sr_data, names, a.seed)
@@ -225,19 +225,26 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=6, help="steps per variant per round")
     ap.add_argument("--compile", action="store_true", help="add the --compile variant")
+    ap.add_argument("--compile-configs", default=None,
+                    help="only these configurations get the --compile variant")
+    ap.add_argument("--merge", action="store_true",
+                    help="add to the configurations already in --out instead of replacing")
     ap.add_argument("--curve-steps", type=int, default=0, help="loss-curve comparison length")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench_train.json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    command = "python benchmarks/bench_train.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in (
+            ("configs", a.configs), ("rounds", a.rounds), ("steps", a.steps),
+            ("curve_steps", a.curve_steps), ("compile_configs", a.compile_configs))
+        if v is not None) + (" --compile" if a.compile else "")
     res: dict[str, Any] = {"threads": a.threads, "environment": environment(),
-                           "command": "python benchmarks/bench_train.py " + " ".join(
-                               f"--{k.replace('_', '-')} {v}" for k, v in (
-                                   ("configs", a.configs), ("rounds", a.rounds),
-                                   ("steps", a.steps), ("curve_steps", a.curve_steps)))
-                           + (" --compile" if a.compile else ""),
-                           "configs": {}}
+                           "command": command, "configs": {}}
+    if a.merge and a.out.exists():
+        res = json.loads(a.out.read_text())
+        res["command"] = f"{res['command']}; then {command} --merge"
     for name in a.configs.split(","):
         res["configs"][name] = bench_config(name, a)
     if a.curve_steps:
