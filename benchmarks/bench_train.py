@@ -58,6 +58,7 @@ class Variant:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.forward = CompiledForward(self.model, say=lambda *a, **k: None)
         self.rates: list[float] = []
+        self.cpu_rates: list[float] = []
         self.data_s = self.wall_s = 0.0
         self.compile_s: float | None = None
         self.losses: list[float] = []
@@ -84,15 +85,20 @@ class Variant:
 
     def timed(self, steps: int) -> None:
         data = wall = 0.0
+        cpu = time.process_time()
         for _ in range(steps):
             d, w = self.step()
             data, wall = data + d, wall + w
         self.rates.append(60.0 * steps / wall)
+        # CPU seconds of this process (all threads): steadier than wall time on a shared host.
+        self.cpu_rates.append(60.0 * steps / (time.process_time() - cpu))
         self.data_s += data
         self.wall_s += wall
 
     def summary(self) -> dict[str, Any]:
         return {"steps_per_min": statistics.median(self.rates), "rounds": self.rates,
+                "steps_per_cpu_min": statistics.median(self.cpu_rates),
+                "cpu_rounds": self.cpu_rates,
                 "data_share": self.data_s / self.wall_s, "compile_s": self.compile_s}
 
 
@@ -168,6 +174,7 @@ def bench_config(name: str, a: argparse.Namespace) -> dict[str, Any]:
     base = res["before"]["steps_per_min"]
     for v in res.values():
         v["ratio_to_before"] = v["steps_per_min"] / base
+        v["cpu_ratio_to_before"] = v["steps_per_cpu_min"] / res["before"]["steps_per_cpu_min"]
     _, o = _shipped(name)
     return {"variants": res, "load_average": loads, "batch_size": o["batch_size"],
             "patch_size": o["patch_size"], "steps_per_round": a.steps, "rounds": a.rounds}
@@ -197,16 +204,20 @@ def loss_curve(a: argparse.Namespace, steps: int) -> dict[str, Any]:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    lines = [f"Training steps per minute of wall time, {res['threads']} threads, shipped "
-             "configurations, interleaved rounds (median; ratio to `before`). Load average "
-             f"during the runs: {res['load_min']:.1f}-{res['load_max']:.1f} on 2 cores.", "",
-             "| configuration | variant | steps/min | ratio | data share | compile |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"Training steps per minute of wall time and per CPU-minute of the process (all "
+             f"threads), {res['threads']} threads, shipped configurations, interleaved rounds "
+             "(median; ratio to `before`). Load average during the runs: "
+             f"{res['load_min']:.1f}-{res['load_max']:.1f} on 2 cores; on a loaded machine the "
+             "wall-time rates are noisy, the CPU-time ones less so.", "",
+             "| configuration | variant | steps/min (wall) | ratio | steps per CPU-min | ratio "
+             "| data share | compile |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in res["configs"].items():
         for v, s in r["variants"].items():
             comp = f"{s['compile_s']:.0f} s" if s["compile_s"] else "-"
             lines.append(f"| {name} (batch {r['batch_size']}, {r['patch_size']}px) | {v} | "
                          f"{s['steps_per_min']:.1f} | {s['ratio_to_before']:.2f}x | "
+                         f"{s['steps_per_cpu_min']:.1f} | {s['cpu_ratio_to_before']:.2f}x | "
                          f"{100 * s['data_share']:.0f}% | {comp} |")
     c = res.get("loss_curve")
     if c:
@@ -245,18 +256,25 @@ def main() -> None:
     if a.merge and a.out.exists():
         res = json.loads(a.out.read_text())
         res["command"] = f"{res['command']}; then {command} --merge"
-    for name in a.configs.split(","):
+    for name in (c for c in a.configs.split(",") if c):
         res["configs"][name] = bench_config(name, a)
+        _write(res, a.out)  # after every configuration: a long run killed late keeps results
     if a.curve_steps:
         res["loss_curve"] = loss_curve(a, a.curve_steps)
-    loads = [x for r in res["configs"].values() for x in r["load_average"]]
-    res["load_min"], res["load_max"] = min(loads), max(loads)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2) + "\n")
-    md = markdown(res)
-    a.out.with_suffix(".md").write_text(f"`{res['command']}`\n\n" + md)
+    md = _write(res, a.out)
     print(md)
     print(f"wrote {a.out} and {a.out.with_suffix('.md')}")
+
+
+def _write(res: dict[str, Any], out: Path) -> str:
+    loads = [x for r in res["configs"].values() for x in r["load_average"]]
+    loads = loads or [os.getloadavg()[0]]
+    res["load_min"], res["load_max"] = min(loads), max(loads)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    md = markdown(res)
+    out.with_suffix(".md").write_text(f"`{res['command']}`\n\n" + md)
+    return md
 
 
 if __name__ == "__main__":
