@@ -5,7 +5,8 @@ Usage::
     python scripts/results_table.py            # rewrites README.md between the RESULTS markers
 
 Reads ``results/<model>/metrics.json`` (written by ``vesselflow evaluate``),
-``benchmarks/results/bench_segment.json`` (``vesselflow bench``) and the shipped models'
+``benchmarks/results/bench_segment.json`` (``vesselflow bench``),
+``results/bench_train.{json,md}`` (``benchmarks/bench_train.py``) and the shipped models'
 ``config.json``. Paper figures are quoted from the paper (Winkler et al. 2019, Table 3) and
 labelled as such; every other number comes from those files.
 """
@@ -142,6 +143,11 @@ def build() -> str:
                          f"{ts[f'{patch}px_batch8_channels_last'] * 1e3:.0f} ms |")
         lines.append(f"| samples/s (584x568) | {sp['nchw']:.2f} | {sp['channels_last']:.2f} |")
         lines.append(f"\nPeak resident memory of the benchmark: {flow['peak_rss_mb']:.0f} MB.")
+    train = _load(ROOT / "results" / "bench_train.json")
+    table = ROOT / "results" / "bench_train.md"
+    if train and table.exists():  # the table is bench_train.py's own; its first line the command
+        body = table.read_text().split("\n", 2)[2].rstrip()
+        lines += ["", f"### Training throughput (`{train['command']}`)", "", body]
     if (ROOT / "docs" / "segment.png").exists():
         lines += ["", "### The app", "", "Segment page on DRIVE test image 01 with the shipped "
                   "CNF (screenshot taken by `VESSELFLOW_APP_REAL=1 VESSELFLOW_SCREENSHOT="

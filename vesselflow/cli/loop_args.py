@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 LOOP_ARGS = ("patch_size", "batch_size", "steps", "minutes", "lr", "warmup", "seed", "device",
-             "resume", "val_every", "ckpt_every", "log_every")
+             "resume", "val_every", "ckpt_every", "log_every", "compile")
 
 
 def add_loop_arguments(p: argparse.ArgumentParser, *, patch_size: int, batch_size: int,
@@ -23,6 +23,9 @@ def add_loop_arguments(p: argparse.ArgumentParser, *, patch_size: int, batch_siz
     p.add_argument("--val-every", type=int, default=val_every)
     p.add_argument("--ckpt-every", type=int, default=ckpt_every)
     p.add_argument("--log-every", type=int, default=log_every)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step after the first step (a few minutes "
+                   "to compile; falls back to eager with a message if compiling fails)")
 
 
 def loop_options(a: argparse.Namespace) -> dict:

@@ -118,8 +118,12 @@ def cached_context() -> Iterator[None]:
 
 def project_context(module: nn.Module, c: Tensor) -> Tensor:
     """``module(c)``, memoised inside :func:`cached_context` when gradients are off."""
+    # Grad mode first: training never caches, and skipping the ContextVar keeps the step
+    # traceable by torch.compile (ContextVar.get is a graph break).
+    if torch.is_grad_enabled():
+        return module(c)
     cache = _CACHE.get()
-    if cache is None or torch.is_grad_enabled():
+    if cache is None:
         return module(c)
     key = (id(module), id(c))
     hit = cache.get(key)

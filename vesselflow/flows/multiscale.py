@@ -9,6 +9,7 @@ features at its own resolution.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -261,7 +262,9 @@ class MultiScaleFlow(FlowLayer):
         else:
             raise ValueError("an unconditional flow needs size=(H, W) to sample")
         shape = (b * n, self.top_channels, hh, ww)
-        with cached_context():
+        # The cache only serves no-grad sampling; with gradients on (the dequantizer in
+        # training) it is skipped, which also keeps the step free of graph breaks.
+        with cached_context() if not torch.is_grad_enabled() else contextlib.nullcontext():
             z_top = self.top_prior.sample(shape, top_c, temperature, generator)
             log_prior = self.top_prior.log_prob(z_top, top_c) if with_log_prob else None
             latents: list[Tensor | None] = [None] * len(self.split_priors) + [z_top]

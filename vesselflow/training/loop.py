@@ -30,6 +30,7 @@ from vesselflow.io.files import write_json
 from vesselflow.runtime import environment, launch_env, pick_device
 
 from .checkpoint import append_metrics, load_last, save_last
+from .compiled import CompiledForward
 
 
 @dataclass
@@ -52,6 +53,7 @@ class LoopOptions:
     ckpt_every: int = 200
     log_every: int = 50
     max_bad_steps: int = 25
+    compile: bool = False
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +158,7 @@ def fit(opts: LoopOptions, task: TrainTask) -> dict[str, Any]:
             model(_to(next(batches), device))
         model = torch.nn.parallel.DistributedDataParallel(model)
     core = model.module if world > 1 else model
+    forward = CompiledForward(model, say)
 
     n_params = sum(p.numel() for p in core.parameters())
     say(f"training {opts.model} ({n_params / 1e6:.2f}M parameters) on {device} x{world}, "
@@ -163,6 +166,7 @@ def fit(opts: LoopOptions, task: TrainTask) -> dict[str, Any]:
         + (f" or {opts.minutes:g} min" if opts.minutes else ""))
     t0 = time.time()
     bad = 0
+    compile_tried = False
     last_log = time.time()
     summary: dict[str, Any] = {}
     stop_reason = "steps"
@@ -175,7 +179,7 @@ def fit(opts: LoopOptions, task: TrainTask) -> dict[str, Any]:
         for g in optimizer.param_groups:
             g["lr"] = _lr_at(opts, step, progress)
         batch = _to(next(batches), device)
-        loss, metrics = model(batch)  # forward() is the loss, so DDP's hooks see it
+        loss, metrics = forward(batch)  # forward() is the loss, so DDP's hooks see it
         finite = _all_agree(torch.isfinite(loss).all(), world)
         if finite:
             optimizer.zero_grad(set_to_none=True)
@@ -194,6 +198,9 @@ def fit(opts: LoopOptions, task: TrainTask) -> dict[str, Any]:
         bad = 0
         optimizer.step()
         step += 1
+        if opts.compile and not compile_tried:  # after one eager step: actnorm is initialised
+            compile_tried = True
+            forward.enable(batch)
         if is_main and (step % opts.log_every == 0 or step == 1):
             rate = opts.log_every / max(1e-9, time.time() - last_log) if step > 1 else 0.0
             last_log = time.time()

@@ -30,6 +30,10 @@ class TrainOptions(LoopOptions):
 class VesselTask:
     """DRIVE patches, :mod:`vesselflow.vessel.models` and validation on the fixed DRIVE split."""
 
+    # The augmentation class; benchmarks/bench_train.py swaps in the reference (whole-image)
+    # implementation to measure "before".
+    augment_class: type | None = None
+
     def __init__(self, opts: TrainOptions) -> None:
         self.opts = opts
 
@@ -52,7 +56,7 @@ class VesselTask:
         items = [data[i] for i in range(len(data))]
         # Different seed per rank and per resume point: no rank or restart repeats a stream.
         seed = opts.seed * 1000003 + rank * 7919 + start_step
-        aug = TrainAugment(patch_size=opts.patch_size, seed=seed)
+        aug = (self.augment_class or TrainAugment)(patch_size=opts.patch_size, seed=seed)
         rng = np.random.default_rng(seed)
         while True:
             picks = rng.integers(0, len(items), size=opts.batch_size)

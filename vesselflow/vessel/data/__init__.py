@@ -10,7 +10,9 @@ Modules (import the one you need; names below are also re-exported lazily from h
   :func:`read_image_bytes`, :func:`read_mask`, :func:`read_mask_bytes`;
 * :mod:`.drive` - DRIVE splits, records, MONAI loading, :class:`DriveDataset`;
 * :mod:`.prepare` - :func:`verify_drive`, :func:`prepare_drive`;
-* :mod:`.augment` - :class:`TrainAugment` (paper's random affine + patch crop);
+* :mod:`.augment` - :class:`TrainAugment` (paper's random affine + patch crop, warping only
+  the patch's source window, :mod:`.warp`); :mod:`.augment_reference` - the whole-image
+  reference it is tested against;
 * :mod:`.padding` - :func:`pad_to_multiple`, :func:`crop_padding`;
 * :mod:`vesselflow.vessel.fov` - :func:`detect_fov`;
 * :mod:`vesselflow.vessel.scale` - :data:`DRIVE_FOV_DIAMETER`, :func:`fov_diameter`,
