@@ -46,6 +46,41 @@ def test_factored_likelihood_is_normalised_and_matches_by_hand() -> None:
     torch.testing.assert_close(m.log_likelihood(b["image"], y), ll, atol=1e-4, rtol=1e-5)
 
 
+def test_factored_bce_is_the_plain_bernoulli_likelihood() -> None:
+    """factored-bce: q(y=1) = sigmoid(l), normalised, and its loss is torch's / sklearn's BCE."""
+    from sklearn.metrics import log_loss
+
+    from vesselflow.training.trainer import TrainOptions, VesselTask
+
+    cfg = VesselTask(TrainOptions(model="factored-bce", out="unused", drive="unused")).config(None)
+    assert (cfg.kind, cfg.likelihood) == ("factored", "bernoulli")
+    torch.manual_seed(0)
+    m = build_model(VesselConfig.from_dict({**cfg.to_dict(), **TINY}))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    m.eval()
+    b = _batch()
+    feats = m.features(b["image"])
+    logits = m.logits(feats)
+    log_q1, log_q0 = m._log_q(logits)
+    torch.testing.assert_close(log_q1.exp() + log_q0.exp(), torch.ones_like(log_q1))
+    torch.testing.assert_close(m.prob_map(feats), torch.sigmoid(logits))
+    y = b["label"]
+    loss, metrics = m.loss(b)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+    torch.testing.assert_close(loss, bce)
+    p = torch.sigmoid(logits).detach().double().flatten().numpy()
+    assert loss.item() == pytest.approx(log_loss(y.flatten().numpy(), p, labels=[0, 1]), rel=1e-5)
+    # normalised, so the reported bpd is the training loss in bits
+    assert metrics["bpd"] == pytest.approx(loss.item() / math.log(2), rel=1e-5)
+    ll = m.log_likelihood(b["image"], y)
+    per_pixel = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    torch.testing.assert_close(ll, -per_pixel.flatten(1).sum(1))
+    with pytest.raises(ValueError, match="likelihood"):
+        build_model(VesselConfig(kind="factored", likelihood="focal", **TINY))
+
+
 def test_cnf_bound_is_finite_negative_and_trains() -> None:
     m = _perturbed("cnf").train()
     b = _batch(4, 16, 16)

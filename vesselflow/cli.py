@@ -43,7 +43,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train the CNF or the factored baseline on DRIVE's training "
                        "split (16 images; 4 fixed images validate). Checkpoints go to OUT "
                        "atomically; --resume continues a killed run. Works under torchrun.")
-    p.add_argument("--model", choices=["cnf", "factored"], required=True)
+    # The names of vesselflow.models.vessel.TRAIN_PRESETS (not imported: --help stays fast).
+    p.add_argument("--model", choices=["cnf", "factored", "factored-bce"], required=True,
+                   help="cnf, factored (weighted Bernoulli, the paper's baseline) or "
+                   "factored-bce (the same network, plain Bernoulli likelihood)")
     p.add_argument("--drive", type=Path, required=True, help="DRIVE folder (training/, test/)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     add_loop_arguments(p, patch_size=128, batch_size=8, lr=1e-3, val_every=500, ckpt_every=200,

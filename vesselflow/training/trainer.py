@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from ..models import VesselConfig, build_model, save_model
+from ..models.vessel import TRAIN_PRESETS
 from ..utils import environment, pick_device, write_json
 from .checkpoint import append_metrics, load_last, save_last
 from .validation import choose_threshold, validate
@@ -101,7 +102,8 @@ def _dist_info() -> tuple[int, int]:
 
 
 def _lr_at(opts: LoopOptions, step: int, progress: float) -> float:
-    """Linear warm-up (flows are fragile early), then cosine decay to 10%."""
+    """Linear warm-up (flows are fragile early), then cosine decay from the peak to 10% of
+    it at the end of the budget (steps or minutes, whichever runs out first)."""
     warm = min(1.0, (step + 1) / max(1, opts.warmup))
     return opts.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
@@ -115,8 +117,12 @@ class VesselTask:
     def config(self, saved: dict[str, Any] | None) -> VesselConfig:
         if saved is not None:
             return VesselConfig.from_dict(saved)
-        return VesselConfig.from_dict({**VesselConfig(kind=self.opts.model).to_dict(),
-                                       **self.opts.model_overrides, "kind": self.opts.model})
+        if self.opts.model not in TRAIN_PRESETS:
+            raise ValueError(f"unknown model {self.opts.model!r}: one of "
+                             f"{', '.join(TRAIN_PRESETS)}")
+        preset = TRAIN_PRESETS[self.opts.model]
+        return VesselConfig.from_dict({**VesselConfig().to_dict(), **self.opts.model_overrides,
+                                       **preset})
 
     def build(self, config: VesselConfig) -> torch.nn.Module:
         return build_model(config)
