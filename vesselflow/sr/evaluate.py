@@ -108,7 +108,8 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
     result: dict[str, Any] = {
         "model": {"name": loaded.name, "kind": loaded.config.kind, "sha256": loaded.sha256,
                   "config": loaded.config.to_dict()},
-        "protocol": {"scale": s, "border": s, "channel": "Y (BT.601)", "temperatures":
+        "protocol": {"scale": s, "border": s, "channel": "Y (BT.601, unrounded) of RGB "
+                     "images; grey values of single-channel images", "temperatures":
                      temperatures, "seed": seed, "bpd": f"whole images, HR cropped to a "
                      f"multiple of {mult}, total nats / (total HR sub-pixels * ln 2)",
                      "psnr_ssim": "one sample per image and temperature vs HR cropped to a "
@@ -125,9 +126,10 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
         grids[set_name] = []
         for i in range(n):
             name, hr, lr = bench[i]
-            row: dict[str, Any] = {"set": set_name, "image": name}
+            row: dict[str, Any] = {"set": set_name, "image": name, "grey": bench.grey[i]}
+            ref = hr[..., 0] if bench.grey[i] else hr  # a grey image is scored on its values
             up = bicubic_upscale(lr, s)
-            bic.append((psnr_y(up, hr, s), ssim_y(up, hr, s)))
+            bic.append((psnr_y(up, ref, s), ssim_y(up, ref, s)))
             row.update(bicubic_psnr_y=bic[-1][0], bicubic_ssim_y=bic[-1][1])
             # bpd on the crop every model accepts (a multiple of 2^L).
             h4, w4 = hr.shape[0] // mult * mult, hr.shape[1] // mult * mult
@@ -145,7 +147,7 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
                 preds = model.predict_many(lr_t, temperatures, generator=gen)
             for t, pred in zip(temperatures, preds, strict=True):
                 sr = to_image(pred[0])
-                per_t[t].append((psnr_y(sr, hr, s), ssim_y(sr, hr, s)))
+                per_t[t].append((psnr_y(sr, ref, s), ssim_y(sr, ref, s)))
                 row[f"psnr_y_t{t:g}"], row[f"ssim_y_t{t:g}"] = per_t[t][-1]
                 outs[t] = sr
             rows.append(row)
