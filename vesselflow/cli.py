@@ -82,7 +82,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                        "the a-priori threshold, AUC-ROC, AP, ECE). Writes OUT/metrics.json, "
                        "OUT/per_image.csv, OUT/curves.npz and OUT/figures/.")
     p.add_argument("--model", required=True,
-                   help="cnf-drive, factored-drive, a model folder or a training run folder")
+                   help="cnf-drive, factored-drive, factored-bce, a model folder or a "
+                   "training run folder")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--drive", type=Path, help="DRIVE folder: evaluates the 20 test images")
     src.add_argument("--pairs", type=Path,

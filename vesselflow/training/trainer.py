@@ -31,7 +31,7 @@ from ..models import VesselConfig, build_model, save_model
 from ..models.vessel import TRAIN_PRESETS
 from ..utils import environment, pick_device, write_json
 from .checkpoint import append_metrics, load_last, save_last
-from .validation import choose_threshold, validate
+from .validation import THRESHOLD_SAMPLES, choose_threshold, validate
 
 
 @dataclass
@@ -355,16 +355,18 @@ def _validate_and_keep(core, task, run, step, best, device, elapsed, say) -> flo
 
 
 def _finalise_best(run: Path, opts: TrainOptions, device: str, say) -> dict[str, Any]:
-    """Choose the a-priori threshold on the validation split and store it with the model."""
+    """Choose the a-priori threshold on the validation split (mean of THRESHOLD_SAMPLES
+    samples per image, the evaluation's count) and store it with the model."""
     import json
 
     from ..models import load_model
 
     loaded = load_model(run / "best", device=device)
     say("choosing the a-priori threshold on the validation split ...", flush=True)
-    thr = choose_threshold(loaded.model, opts.drive, device, n_samples=16, seed=opts.seed)
+    thr = choose_threshold(loaded.model, opts.drive, device, n_samples=THRESHOLD_SAMPLES,
+                           seed=opts.seed)
     cfg = json.loads((run / "best" / "config.json").read_text())
     meta = {**cfg["meta"], "threshold": thr["threshold"], "val_f1_at_threshold": thr["f1"],
-            "threshold_samples": 16}
+            "threshold_samples": THRESHOLD_SAMPLES}
     save_model(loaded.model, run / "best", meta)
     return {"threshold": thr["threshold"], "val_f1": thr["f1"]}
