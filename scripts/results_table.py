@@ -101,6 +101,19 @@ def build() -> str:
         h = first["human"]
         lines.append(f"| 2nd observer | - | - | - | {h['f1']:.4f} | - | - | - | "
                      f"{h['precision']:.3f} / {h['recall']:.3f} | - | 0.791 |")
+    notes = []
+    no_ci = [m for m, r in rows.items() if r and not r.get("ci95")]
+    if no_ci:
+        notes.append(f"{', '.join(no_ci)}: evaluated before the intervals and `bpd per FOV "
+                     f"pixel` existed.")
+    for m, r in rows.items():
+        cfg = _load(ROOT / "vesselflow" / "weights" / m / "config.json")
+        k = (cfg or {}).get("meta", {}).get("threshold_samples")
+        if r and k and k != r["n_samples"]:
+            notes.append(f"{m}: its a-priori threshold was chosen on the mean of {k} samples "
+                         f"per validation image, not {r['n_samples']}.")
+    if notes:
+        lines += ["", "Not yet re-run: " + " ".join(notes)]
     cnf = rows.get("cnf-drive")
     if cnf:
         met = cnf["bpd"] <= BPD_TARGET
