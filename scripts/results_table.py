@@ -228,7 +228,16 @@ def build_sr() -> list[str]:
             lines.append(f"vesselflow sr evaluate --model {m} --data ../shared/data/SR "
                          f"--sets {','.join(r['sets'])} --temperatures {temps} "
                          f"--out results/{m}")
-    lines += ["```", "", *_training_rows(SR_MODELS)]
+    lines.append("```")
+    updated = {m: r["updated_sets"] for m, r in rows.items() if r and r.get("updated_sets")}
+    for m, sets in updated.items():
+        temps = ",".join(f"{t:g}" for t in rows[m]["protocol"]["temperatures"])
+        lines += ["", f"{m}'s committed results: an earlier full run, then `vesselflow sr "
+                  f"evaluate --model {m} --data ../shared/data/SR --sets {','.join(sets)} "
+                  f"--temperatures {temps} --out results/{m} --update` (only {', '.join(sets)} "
+                  f"holds a grey image; the other sets' images and seeds are unchanged, so a "
+                  f"full run gives the same numbers)."]
+    lines += ["", *_training_rows(SR_MODELS)]
     if cnf and (ROOT / "results" / "sr-cnf" / "figures" / "samples_Set5.png").exists():
         lines += ["", "![sr-cnf samples on Set5](results/sr-cnf/figures/samples_Set5.png)"]
     return lines
