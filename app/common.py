@@ -57,6 +57,7 @@ DRIVE_ENV = "VESSELFLOW_DRIVE"
 DEFAULT_MODELS = {
     "Conditional flow (cnf-drive)": "cnf-drive",
     "Factored baseline (factored-drive)": "factored-drive",
+    "Factored baseline, unweighted Bernoulli (factored-bce)": "factored-bce",
 }
 MAX_PIXELS = 40_000_000  # ~6300 x 6300: far above any fundus camera, far below memory trouble
 IMAGE_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif", "dcm", "nii", "gz"]

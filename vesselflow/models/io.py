@@ -2,7 +2,8 @@
 
 ``config.json`` holds ``{"model": VesselConfig, "meta": {...}}``; meta carries the a-priori
 threshold, metrics, training command and the weights' sha256. Shipped models live in
-``vesselflow/weights/<name>/`` and are addressed by name (``cnf-drive``, ``factored-drive``).
+``vesselflow/weights/<name>/`` and are addressed by name (``cnf-drive``, ``factored-drive``,
+``factored-bce``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..utils import atomic_path, sha256_file, write_json
 from .vessel import VesselConfig, VesselModel, build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-SHIPPED = ("cnf-drive", "factored-drive")
+SHIPPED = ("cnf-drive", "factored-drive", "factored-bce")
 
 
 @dataclass

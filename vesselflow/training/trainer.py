@@ -28,10 +28,11 @@ import torch
 import torch.distributed as dist
 
 from ..models import VesselConfig, build_model, save_model
+from ..models.vessel import TRAIN_PRESETS
 from ..utils import environment, pick_device, write_json
 from .checkpoint import append_metrics, load_last, save_last
 from .compiled import CompiledForward
-from .validation import choose_threshold, validate
+from .validation import THRESHOLD_SAMPLES, choose_threshold, validate
 
 
 @dataclass
@@ -103,7 +104,8 @@ def _dist_info() -> tuple[int, int]:
 
 
 def _lr_at(opts: LoopOptions, step: int, progress: float) -> float:
-    """Linear warm-up (flows are fragile early), then cosine decay to 10%."""
+    """Linear warm-up (flows are fragile early), then cosine decay from the peak to 10% of
+    it at the end of the budget (steps or minutes, whichever runs out first)."""
     warm = min(1.0, (step + 1) / max(1, opts.warmup))
     return opts.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
@@ -121,8 +123,12 @@ class VesselTask:
     def config(self, saved: dict[str, Any] | None) -> VesselConfig:
         if saved is not None:
             return VesselConfig.from_dict(saved)
-        return VesselConfig.from_dict({**VesselConfig(kind=self.opts.model).to_dict(),
-                                       **self.opts.model_overrides, "kind": self.opts.model})
+        if self.opts.model not in TRAIN_PRESETS:
+            raise ValueError(f"unknown model {self.opts.model!r}: one of "
+                             f"{', '.join(TRAIN_PRESETS)}")
+        preset = TRAIN_PRESETS[self.opts.model]
+        return VesselConfig.from_dict({**VesselConfig().to_dict(), **self.opts.model_overrides,
+                                       **preset})
 
     def build(self, config: VesselConfig) -> torch.nn.Module:
         return build_model(config)
@@ -360,16 +366,18 @@ def _validate_and_keep(core, task, run, step, best, device, elapsed, say) -> flo
 
 
 def _finalise_best(run: Path, opts: TrainOptions, device: str, say) -> dict[str, Any]:
-    """Choose the a-priori threshold on the validation split and store it with the model."""
+    """Choose the a-priori threshold on the validation split (mean of THRESHOLD_SAMPLES
+    samples per image, the evaluation's count) and store it with the model."""
     import json
 
     from ..models import load_model
 
     loaded = load_model(run / "best", device=device)
     say("choosing the a-priori threshold on the validation split ...", flush=True)
-    thr = choose_threshold(loaded.model, opts.drive, device, n_samples=16, seed=opts.seed)
+    thr = choose_threshold(loaded.model, opts.drive, device, n_samples=THRESHOLD_SAMPLES,
+                           seed=opts.seed)
     cfg = json.loads((run / "best" / "config.json").read_text())
     meta = {**cfg["meta"], "threshold": thr["threshold"], "val_f1_at_threshold": thr["f1"],
-            "threshold_samples": 16}
+            "threshold_samples": THRESHOLD_SAMPLES}
     save_model(loaded.model, run / "best", meta)
     return {"threshold": thr["threshold"], "val_f1": thr["f1"]}
