@@ -2,13 +2,19 @@
 
 Usage::
 
-    python scripts/ship_model.py --run runs/cnf-drive --name cnf-drive \
-        --eval results/cnf-drive [--drive ../shared/data/DRIVE]
+    python scripts/ship_model.py --run runs/cnf-drive --name cnf-drive [--drive DRIVE]
+    vesselflow evaluate --model cnf-drive --drive DRIVE --samples 100 --out results/cnf-drive
+    python scripts/ship_model.py --shipped --name cnf-drive --eval results/cnf-drive
+
+``--shipped`` re-ships the weights already in ``vesselflow/weights/<name>/`` (their training
+provenance is kept): to attach a new evaluation or refresh the threshold and model card.
 
 Writes ``model.safetensors`` and ``config.json`` (model config + meta: the a-priori threshold
-chosen on DRIVE's validation split, the uncertainty reference measured on the same split, the
-test metrics from ``vesselflow evaluate``, the training command, steps, wall time and
-hardware, and the weights' sha256), plus a short ``MODEL_CARD.md``.
+chosen on DRIVE's validation split on the mean of as many samples as the evaluation uses
+(``THRESHOLD_SAMPLES``, 100), the uncertainty reference measured on the same split, the test
+metrics from ``vesselflow evaluate`` with their 95% bootstrap intervals, the training command,
+steps, wall time and hardware, and the weights' sha256), plus a short ``MODEL_CARD.md``. An
+evaluation run with another threshold than the shipped one is refused.
 """
 
 from __future__ import annotations
@@ -17,66 +23,123 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from shipping import read_run, ship, training_meta
+from shipping import read_evaluation, read_run, ship, training_meta
 
+from vesselflow.io.weights import WEIGHTS_DIR
 from vesselflow.vessel.evaluation.metrics import in_fov, uncertainty_reference
 from vesselflow.vessel.inference import sample_stats
 from vesselflow.vessel.models import load_model
 
-TEST_KEYS = ("bpd", "max_f1", "f1", "threshold", "precision", "recall", "auc_roc",
+TEST_KEYS = ("bpd", "bpd_fov", "max_f1", "f1", "threshold", "precision", "recall", "auc_roc",
              "average_precision", "ece", "sample_precision", "sample_recall", "human",
-             "n_images", "n_samples", "bpd_canvas", "canvas")
+             "n_images", "n_samples", "bpd_canvas", "canvas", "ci95", "bootstrap")
+LIKELIHOOD = {"cnf": "conditional normalizing flow (binary variational dequantization)",
+              "weighted": "factored per-pixel baseline trained on the paper's weighted "
+                          "Bernoulli (vessel term weight 0.9, background 0.1), likelihood "
+                          "with its normaliser",
+              "bernoulli": "factored per-pixel baseline trained on the plain (unweighted) "
+                           "Bernoulli likelihood"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", type=Path, help="training run folder (its best/ is shipped)")
+    src.add_argument("--shipped", action="store_true",
+                     help="re-ship vesselflow/weights/NAME itself, keeping its provenance")
     ap.add_argument("--name", required=True)
     ap.add_argument("--eval", type=Path, default=None,
                     help="vesselflow evaluate output of these weights (adds test metrics)")
     ap.add_argument("--drive", type=Path, default=Path("../shared/data/DRIVE"))
+    ap.add_argument("--threshold-samples", type=int, default=None,
+                    help="samples per validation image the a-priori threshold is chosen at "
+                    "(default THRESHOLD_SAMPLES, the evaluation's 100); a threshold already "
+                    "chosen at this count is kept")
     a = ap.parse_args()
 
-    loaded = load_model(a.run / "best")
-    run_cfg, summary, test = read_run(a.run, a.eval, loaded.sha256)
-
     from vesselflow.vessel.data.drive import DriveDataset
+    from vesselflow.vessel.validation import THRESHOLD_SAMPLES, choose_threshold
 
-    print("measuring the uncertainty reference on the validation split ...", flush=True)
-    val = DriveDataset(a.drive, "val")
-    per_image = []
-    for i in range(len(val)):
-        d = val[i]
-        stats = sample_stats(loaded.model, d["image"], n=16, temperature=1.0, seed=i)
-        per_image.append(float(in_fov(stats.std, d["fov"][0].numpy() > 0.5).mean()))
+    if a.shipped:
+        loaded = load_model(WEIGHTS_DIR / a.name)
+        test = read_evaluation(a.eval, loaded.sha256)
+        training = loaded.meta["training"]
+    else:
+        loaded = load_model(a.run / "best")
+        run_cfg, summary, test = read_run(a.run, a.eval, loaded.sha256)
+        training = training_meta(run_cfg, summary, "DRIVE training images 22-26, 28-32, "
+                                 "34-38, 40 (16); validation 21, 27, 33, 39")
+    n_thr = a.threshold_samples or THRESHOLD_SAMPLES
+    threshold = {k: loaded.meta[k] for k in ("threshold", "val_f1_at_threshold",
+                                             "threshold_samples") if k in loaded.meta}
+    if threshold.get("threshold_samples") != n_thr:
+        print(f"choosing the a-priori threshold on the validation split (mean of "
+              f"{n_thr} samples) ...", flush=True)
+        thr = choose_threshold(loaded.model, a.drive, "cpu", n_samples=n_thr)
+        threshold = {"threshold": thr["threshold"], "val_f1_at_threshold": thr["f1"],
+                     "threshold_samples": n_thr}
+    if test and abs(test["threshold"] - threshold["threshold"]) > 1e-12:
+        raise SystemExit(f"{a.eval} was evaluated at threshold {test['threshold']:.4f}, the "
+                         f"model's a-priori threshold is {threshold['threshold']:.4f}: ship "
+                         f"without --eval first, then evaluate the shipped model")
+
+    per_image = loaded.meta.get("val_mean_uncertainty") if a.shipped else None
+    if not per_image:  # re-shipped weights keep theirs: the same seeded measurement
+        print("measuring the uncertainty reference on the validation split ...", flush=True)
+        val = DriveDataset(a.drive, "val")
+        per_image = []
+        for i in range(len(val)):
+            d = val[i]
+            stats = sample_stats(loaded.model, d["image"], n=16, temperature=1.0, seed=i)
+            per_image.append(float(in_fov(stats.std, d["fov"][0].numpy() > 0.5).mean()))
     meta = {
         **loaded.meta,
+        **threshold,
         "name": a.name,
         "uncertainty_reference": uncertainty_reference(per_image),
         "val_mean_uncertainty": per_image,
-        "test_metrics": {k: test[k] for k in TEST_KEYS if k in test} if test else None,
-        "training": training_meta(run_cfg, summary, "DRIVE training images 22-26, 28-32, "
-                                  "34-38, 40 (16); validation 21, 27, 33, 39"),
+        "test_metrics": ({k: test[k] for k in TEST_KEYS if k in test} if test
+                         else loaded.meta.get("test_metrics") if a.shipped else None),
+        "training": training,
     }
+    if a.shipped and meta["test_metrics"] and abs(meta["test_metrics"]["threshold"]
+                                                  - threshold["threshold"]) > 1e-12:
+        meta["test_metrics"] = None  # measured at another threshold: evaluate again
     t = meta["test_metrics"]
-    facts = [f"- a-priori threshold (DRIVE validation): {meta.get('threshold', 0.5):.4f}",
-             f"- DRIVE test ({t['n_images']} images, {t['n_samples']} samples): bpd "
-             f"{t['bpd']:.4f}{_canvas_note(t)}, max F1 {t['max_f1']:.4f}, "
-             f"F1 at threshold {t['f1']:.4f}, "
-             f"AUC {t['auc_roc']:.4f}" if t else "- DRIVE test: not evaluated yet"]
+    facts = [f"- a-priori threshold (DRIVE validation, mean of "
+             f"{meta['threshold_samples']} samples): {meta['threshold']:.4f}",
+             *(_test_facts(t) if t else ["- DRIVE test: not evaluated yet"])]
+    kind = (loaded.config.kind if loaded.config.kind == "cnf"
+            else loaded.config.likelihood)
     dest, digest = ship(a.name, loaded.model, meta,
-                        f"vesselflow {loaded.config.kind} model for retinal vessel "
-                        "segmentation, trained on DRIVE's training split. Research use only, "
-                        "not for diagnosis.", facts)
+                        f"vesselflow model for retinal vessel segmentation: {LIKELIHOOD[kind]}. "
+                        "Trained on DRIVE's training split. Research use only, not for "
+                        "diagnosis.", facts)
     print(f"shipped {a.name} -> {dest} (sha256 {digest[:16]}..., "
           f"uncertainty reference {meta['uncertainty_reference']:.4f}, val per-image "
           f"{np.round(per_image, 4).tolist()})")
 
 
-def _canvas_note(t: dict) -> str:
-    if t.get("bpd_canvas") is None:
-        return ""
-    return f" ({t['bpd_canvas']:.4f} per pixel of the {t['canvas']}x{t['canvas']} canvas)"
+def _ci(t: dict, key: str) -> str:
+    ci = (t.get("ci95") or {}).get(key)
+    return f" [95% CI {ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
+
+
+def _test_facts(t: dict) -> list[str]:
+    """The model card's DRIVE test lines: bpd per image pixel first (the headline)."""
+    boot = "; 95% bootstrap intervals over images" if t.get("ci95") else ""
+    lines = [f"- DRIVE test ({t['n_images']} images, {t['n_samples']} samples per image{boot})"
+             f": bpd {t['bpd']:.4f}{_ci(t, 'bpd')} per "
+             f"image pixel" + (f", {t['bpd_fov']:.4f}{_ci(t, 'bpd_fov')} per FOV pixel"
+                               if t.get("bpd_fov") is not None else "")]
+    if t.get("bpd_canvas") is not None:
+        lines.append(f"- bpd if divided by the {t['canvas']}x{t['canvas']} zero-padded canvas "
+                     f"(which the paper does not state it does): {t['bpd_canvas']:.4f}")
+    lines.append(f"- max F1 {t['max_f1']:.4f}{_ci(t, 'max_f1')}, F1 at the a-priori "
+                 f"threshold {t['f1']:.4f}{_ci(t, 'f1')}, AUC {t['auc_roc']:.4f}"
+                 f"{_ci(t, 'auc_roc')}, AP {t['average_precision']:.4f}"
+                 f"{_ci(t, 'average_precision')}, ECE {t['ece']:.4f}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -19,10 +19,16 @@ def read_run(run: Path, evaluation: Path | None, sha256: str
     refusing an evaluation of other weights than ``run/best``."""
     run_cfg = json.loads((run / "config.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
+    return run_cfg, summary, read_evaluation(evaluation, sha256)
+
+
+def read_evaluation(evaluation: Path | None, sha256: str) -> dict[str, Any] | None:
+    """The evaluation's metrics.json (if given), refusing an evaluation of other weights."""
     test = json.loads((evaluation / "metrics.json").read_text()) if evaluation else None
     if test and test["model"]["sha256"] != sha256:
-        raise SystemExit(f"{evaluation} evaluated other weights than {run / 'best'}")
-    return run_cfg, summary, test
+        raise SystemExit(f"{evaluation} evaluated other weights (sha256 "
+                         f"{test['model']['sha256'][:12]}...) than {sha256[:12]}...")
+    return test
 
 
 def training_meta(run_cfg: dict[str, Any], summary: dict[str, Any], data: str

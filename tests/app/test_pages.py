@@ -43,8 +43,10 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         meta: dict = {"threshold": 0.5}
         if kind == "cnf":  # as ship_model.py stores them; the About page shows them
             meta["test_metrics"] = {"max_f1": 0.8123, "f1": 0.8012, "bpd": 0.0712,
-                                    "bpd_canvas": 0.0229, "canvas": 1024, "n_images": 20,
-                                    "n_samples": 100}
+                                    "bpd_fov": 0.0913, "bpd_canvas": 0.0229, "canvas": 1024,
+                                    "n_images": 20, "n_samples": 100,
+                                    "ci95": {"bpd": [0.0701, 0.0725],
+                                             "max_f1": [0.8011, 0.8222]}}
         save_model(model, folder / kind, meta=meta)
         out[label] = str(folder / kind)
     return out
@@ -361,8 +363,11 @@ def test_about_and_superres_pages(tiny_models: dict[str, str]) -> None:
     assert "Not intended for" in text
     for folder in tiny_models.values():
         assert sha256_file(Path(folder) / "model.safetensors") in text
-    assert ("max F1 0.8123, F1 at the a-priori threshold 0.8012, 0.0712 bits per pixel "
-            "(0.0229 per pixel of the 1024² zero-padded canvas" in text)
+    # bpd per image pixel is the headline; the canvas figure says what it is
+    assert ("0.0712 (95% CI 0.0701–0.0725) bits per image pixel, 0.0913 per FOV pixel; max F1 "
+            "0.8123 (95% CI 0.8011–0.8222), F1 at the a-priori threshold 0.8012" in text)
+    assert ("0.0229 bits per pixel if the paper divided by its 1024² canvas, which it does not "
+            "state" in text)
     assert text.count("**DRIVE test**") == 1  # the factored tiny model has no test results
     at.switch_page("views/superres.py").run()
     assert_clean(at)

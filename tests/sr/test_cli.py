@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -122,3 +123,24 @@ def test_upscale_keeps_going_past_bad_files_and_continues(
     assert json.loads((out / "run.json").read_text())["counts"]["skipped"] == 2
     assert main([*args[:-1], "0.5", "--continue"]) == 2  # different settings
     assert main(["sr", "upscale", "-i", str(tmp_path / "nothing"), "-o", str(out)]) == 2
+
+
+def test_evaluate_update_reevaluates_only_the_named_sets(tiny_run: Path, sr_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """--update re-runs the named sets and keeps the others; seeds depend on image names
+    only, so the merged result equals a full run. Set14's grey bridge is flagged."""
+    out = tmp_path / "eval"
+    base = ["sr", "evaluate", "--model", str(tiny_run), "--data", str(sr_dir), "--out",
+            str(out), "--limit", "3", "--temperatures", "0"]
+    assert main([*base, "--sets", "Set5,Set14"]) == 0
+    full = json.loads((out / "metrics.json").read_text())
+    rows = (out / "per_image.csv").read_text()
+    assert main([*base, "--sets", "Set14", "--update"]) == 0
+    merged = json.loads((out / "metrics.json").read_text())
+    assert list(merged["sets"]) == ["Set5", "Set14"] and merged["updated_sets"] == ["Set14"]
+    assert merged["sets"] == full["sets"]
+    assert (out / "per_image.csv").read_text() == rows
+    grey = {r["image"]: r["grey"] for r in csv.DictReader(rows.splitlines())}
+    assert grey["bridge"] == "True" and grey["baboon"] == "False"
+    assert main([*base, "--sets", "Set14", "--update", "--seed", "1"]) == 2  # other seed
+    assert main([*base, "--out", str(tmp_path / "none"), "--update"]) == 2

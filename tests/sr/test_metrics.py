@@ -62,3 +62,42 @@ def test_border_crop_is_honoured(pair: tuple[np.ndarray, np.ndarray]) -> None:
     assert ssim_y(sr, hr, border=2) < 1.0
     with pytest.raises(ValueError):
         psnr_y(sr, hr[:-1])
+
+
+def test_grey_images_are_scored_on_their_grey_values(pair: tuple[np.ndarray, np.ndarray]
+                                                     ) -> None:
+    sr, hr = pair
+    g_hr, g_sr = hr[..., 0], sr[..., 0]
+    rgb_sr = np.stack([g_sr] * 3, axis=-1)  # a model's RGB output for a replicated grey input
+    ref = peak_signal_noise_ratio(g_hr[2:-2, 2:-2].astype(float),
+                                  g_sr[2:-2, 2:-2].astype(float), data_range=255)
+    assert psnr_y(rgb_sr, g_hr) == pytest.approx(ref, abs=1e-9)
+    assert psnr_y(g_sr, g_hr) == pytest.approx(ref, abs=1e-9)
+    # scoring the replicated image on Y = 16 + 219 g / 255 would add 20 log10(255 / 219) dB
+    y_score = psnr_y(rgb_sr, np.stack([g_hr] * 3, axis=-1))
+    assert y_score - ref == pytest.approx(20 * np.log10(255 / 219), abs=1e-9)
+    ref_ssim = structural_similarity(g_hr[2:-2, 2:-2].astype(float),
+                                     g_sr[2:-2, 2:-2].astype(float), gaussian_weights=True,
+                                     sigma=1.5, use_sample_covariance=False, data_range=255)
+    assert ssim_y(rgb_sr, g_hr) == pytest.approx(ref_ssim, abs=1e-9)
+    with pytest.raises(ValueError, match="differ"):
+        psnr_y(rgb_sr[:-2], g_hr)
+
+
+def test_bicubic_reproduces_the_published_psnr(shared_data_dir) -> None:
+    """Bicubic x2 on Set5 / Set14 / BSD100: 33.66 / 30.24 / 29.56 dB (SRCNN's Table) within
+    0.015 dB, with Set14's grey ``bridge`` scored on its grey values."""
+    from vesselflow.sr.data import SRBenchmark
+    from vesselflow.sr.resize import bicubic_upscale
+
+    root = shared_data_dir / "SR"
+    if not (root / "Set14").is_dir():
+        pytest.skip(f"SR benchmark sets not found under {root}")
+    for name, published in (("Set5", 33.66), ("Set14", 30.24), ("BSD100", 29.56)):
+        bench = SRBenchmark(root, name, 2)
+        scores = []
+        for i in range(len(bench)):
+            _, hr, lr = bench[i]
+            scores.append(psnr_y(bicubic_upscale(lr, 2), hr[..., 0] if bench.grey[i] else hr))
+        assert abs(np.mean(scores) - published) <= 0.015, (name, np.mean(scores))
+        assert sum(bench.grey) == (name == "Set14")  # bridge is the only grey image

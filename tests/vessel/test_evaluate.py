@@ -66,6 +66,27 @@ def test_evaluate_on_drive(drive_dir: Path, tiny_model: Path, tmp_path: Path) ->
     tsens = sum((sg & c.label2).sum() for (_, sg), c in zip(sk, cases, strict=True)) / sum(
         sg.sum() for _, sg in sk)
     assert m["human"]["cldice"] == pytest.approx(2 * tprec * tsens / (tprec + tsens))
+    # bpd per FOV pixel: the same bound over fewer pixels; 95% bootstrap intervals over images
+    assert m["bpd_fov"] > m["bpd"] and "bpd_fov" in rows[0]
+    assert m["bootstrap"]["resamples"] == 1000 and m["bootstrap"]["seed"] == 0
+    for k in ("f1", "max_f1", "auc_roc", "average_precision", "bpd", "bpd_fov", "bpd_canvas"):
+        lo, hi = m["ci95"][k]
+        assert np.isfinite([lo, hi]).all() and lo <= hi, k
+
+
+def test_evaluate_bpd_is_reproducible_by_seed(tiny_model: Path, tmp_path: Path) -> None:
+    """The CNF's bound draws dequantization noise: the draw follows --seed, nothing else."""
+    from vesselflow.vessel.evaluation.evaluate import Case, evaluate
+
+    d = synthetic_fundus((64, 64), seed=1)
+    case = Case("a", d["image"].astype(np.float32), d["label"].astype(bool),
+                np.ones((64, 64), bool))
+    run = []
+    for i, (seed, global_seed) in enumerate(((0, 1), (0, 2), (1, 1))):
+        torch.manual_seed(global_seed)  # the global RNG's state must not matter
+        run.append(evaluate(str(tiny_model), [case], tmp_path / f"e{i}", n_samples=1,
+                            seed=seed, figures_for=0, progress=False, n_bootstrap=0)["bpd"])
+    assert run[0] == run[1] != run[2]
 
 
 def test_evaluate_pairs_csv_detects_the_fov(tiny_model: Path, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ DRIVE_ENV = "VESSELFLOW_DRIVE"
 DEFAULT_MODELS = {
     "Conditional flow (cnf-drive)": "cnf-drive",
     "Factored baseline (factored-drive)": "factored-drive",
+    "Factored baseline, unweighted Bernoulli (factored-bce)": "factored-bce",
 }
 
 

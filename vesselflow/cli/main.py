@@ -20,7 +20,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train the CNF or the factored baseline on DRIVE's training "
                        "split (16 images; 4 fixed images validate). Checkpoints go to OUT "
                        "atomically; --resume continues a killed run. Works under torchrun.")
-    p.add_argument("--model", choices=["cnf", "factored"], required=True)
+    # The names of vesselflow.vessel.models.vessel.TRAIN_PRESETS (not imported: --help stays fast).
+    p.add_argument("--model", choices=["cnf", "factored", "factored-bce"], required=True,
+                   help="cnf, factored (weighted Bernoulli, the paper's baseline) or "
+                   "factored-bce (the same network, plain Bernoulli likelihood)")
     p.add_argument("--drive", type=Path, required=True, help="DRIVE folder (training/, test/)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     add_loop_arguments(p, patch_size=128, batch_size=8, lr=1e-3, val_every=500, ckpt_every=200,
@@ -56,7 +59,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                        "the a-priori threshold, AUC-ROC, AP, ECE). Writes OUT/metrics.json, "
                        "OUT/per_image.csv, OUT/curves.npz and OUT/figures/.")
     p.add_argument("--model", required=True,
-                   help="cnf-drive, factored-drive, a model folder or a training run folder")
+                   help="cnf-drive, factored-drive, factored-bce, a model folder or a "
+                   "training run folder")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--drive", type=Path, help="DRIVE folder: evaluates the 20 test images")
     src.add_argument("--pairs", type=Path,
@@ -69,8 +73,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bpd-canvas", type=int, default=None, metavar="N",
                    help="also report bpd with images zero-padded to an N x N canvas and "
-                   "divided by N*N (the paper's 1024 x 1024 convention); default 1024 with "
-                   "--drive, off with --pairs; 0 turns it off")
+                   "divided by N*N (the paper's figure if it divided by its 1024 x 1024 "
+                   "canvas, which it does not state); default 1024 with --drive, off with "
+                   "--pairs; 0 turns it off")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="resamples of the images for 95%% confidence intervals (seeded by "
+                   "--seed; default 1000, 0 = none)")
     p.add_argument("--no-biomarkers", action="store_true",
                    help="skip the vessel-biomarker comparison with the tracing")
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or mps")
@@ -89,15 +97,18 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         canvas = a.bpd_canvas if a.bpd_canvas is not None else (1024 if a.drive else 0)
         m = evaluate(a.model, cases, a.out, n_samples=a.samples, temperature=a.temperature,
                      seed=a.seed, device=pick_device(a.device), canvas=canvas or None,
-                     biomarkers=not a.no_biomarkers)
+                     biomarkers=not a.no_biomarkers, n_bootstrap=a.bootstrap)
     except (FileNotFoundError, ValueError) as e:
         print(f"vesselflow evaluate: error: {e}", file=sys.stderr)
         return 2
     human = m["human"]["f1"] if m["human"] else float("nan")
     canvas_note = (f" ({m['bpd_canvas']:.4f} on the {m['canvas']}^2 canvas)"
                    if m["bpd_canvas"] is not None else "")
+    ci = m.get("ci95") or {}
+    bpd_ci = f" [{ci['bpd'][0]:.4f}, {ci['bpd'][1]:.4f}]" if "bpd" in ci else ""
     print(f"{m['model']['name']} on {m['n_images']} images, {m['n_samples']} samples: "
-          f"bpd {m['bpd']:.4f}{canvas_note} | max F1 {m['max_f1']:.4f} | F1@{m['threshold']:.3f} "
+          f"bpd {m['bpd']:.4f}{bpd_ci} per pixel, {m['bpd_fov']:.4f} per FOV pixel"
+          f"{canvas_note} | max F1 {m['max_f1']:.4f} | F1@{m['threshold']:.3f} "
           f"{m['f1']:.4f} (specificity {m['specificity']:.4f}, MCC {m['mcc']:.4f}, clDice "
           f"{m['cldice']:.4f}) | AUC {m['auc_roc']:.4f} | AP {m['average_precision']:.4f} | "
           f"ECE {m['ece']:.4f} | 2nd observer F1 {human:.4f}\nwrote {a.out}/metrics.json")

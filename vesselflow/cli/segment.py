@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="image file, folder, glob (quote it) or CSV with path[,id]")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument("--model", default="cnf-drive",
-                   help="cnf-drive (default), factored-drive, a model folder or a checkpoint")
+                   help="cnf-drive (default), factored-drive, factored-bce, a model folder or a "
+                   "checkpoint")
     p.add_argument("--samples", type=int, default=16,
                    help="samples per image for the mean and uncertainty maps (default 16)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")

@@ -95,6 +95,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N images per set")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--update", action="store_true",
+                   help="re-evaluate only --sets and merge them into OUT's existing results "
+                   "(same weights, temperatures and seed required)")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -120,7 +123,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
             if not (a.data / s).is_dir():
                 raise FileNotFoundError(f"set {s!r} not found: {a.data / s} is not a folder")
         m = evaluate_sr(a.model, a.data, a.out, sets, temps, limit=a.limit, seed=a.seed,
-                        device=a.device)
+                        device=a.device, update=a.update)
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"vesselflow sr evaluate: error: {e}", file=sys.stderr)
         return 2

@@ -54,6 +54,15 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     return np.round(read_image(path) * 255.0).astype(np.uint8)
 
 
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def is_single_channel(path: str | os.PathLike[str]) -> bool:
+    """Whether an image file is stored with one (grey) channel; reads the header only."""
+    with Image.open(path) as im:
+        return im.mode in GREY_MODES
+
+
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 array -> (3, H, W) uint8 tensor."""
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
@@ -70,6 +79,8 @@ class SRBenchmark(Dataset):
     ``hr_cropped`` (H, W, 3) uint8 is the HR image cropped to a multiple of ``scale`` and
     ``lr`` (H / s, W / s, 3) uint8 its bicubic downscale; both are numpy arrays for the
     metrics (use :func:`to_tensor` for models). Pairs are computed on first access and cached.
+    Grey files are replicated to RGB for the models; ``grey[i]`` says which, so the metrics
+    can score them on their grey values (``hr[..., 0]``).
     """
 
     def __init__(self, root: str | os.PathLike[str], name: str, scale: int = 2) -> None:
@@ -77,6 +88,7 @@ class SRBenchmark(Dataset):
         self.name = name
         self.scale = scale
         self.files = list_images(self.folder)
+        self.grey = [is_single_channel(f) for f in self.files]
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:

@@ -10,6 +10,9 @@ sub-pixels. For the CNF with uniform dequantization it is one draw of the dequan
 per image (an upper bound on the true bpd in expectation); the factored model's is exact.
 
 Writes ``OUT/metrics.json``, ``OUT/per_image.csv`` and ``OUT/figures/samples_<set>.png``.
+With ``--update`` only the named sets are re-evaluated and merged into an existing OUT of the
+same weights, temperatures and seed (the other sets' numbers are kept: every image's seed
+depends only on ``--seed`` and its name, so they are what a full run gives).
 """
 
 from __future__ import annotations
@@ -39,8 +42,14 @@ def _image_seed(seed: int, name: str) -> int:
 
 def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
                 temperatures: list[float], limit: int | None = None, seed: int = 0,
-                device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """Evaluate an SR model on benchmark folders; writes and returns metrics.json's content."""
+                device: str = "auto", progress: bool = True, update: bool = False
+                ) -> dict[str, Any]:
+    """Evaluate an SR model on benchmark folders; writes and returns metrics.json's content.
+
+    With ``update``, ``sets`` are re-evaluated and merged into ``out``'s existing results."""
+    import csv
+    import json
+
     import numpy as np
     import torch
 
@@ -61,12 +70,24 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
     result: dict[str, Any] = {
         "model": {"name": loaded.name, "kind": loaded.config.kind, "sha256": loaded.sha256,
                   "config": loaded.config.to_dict()},
-        "protocol": {"scale": s, "border": s, "channel": "Y (BT.601)", "temperatures":
+        "protocol": {"scale": s, "border": s, "channel": "Y (BT.601, unrounded) of RGB "
+                     "images; grey values of single-channel images", "temperatures":
                      temperatures, "seed": seed, "bpd": f"whole images, HR cropped to a "
                      f"multiple of {mult}, total nats / (total HR sub-pixels * ln 2)",
                      "psnr_ssim": "one sample per image and temperature vs HR cropped to a "
                      "multiple of the scale; factored at T=0 uses the mixture mean"},
         "sets": {}}
+    previous: dict[str, Any] | None = None
+    if update:
+        path = out / "metrics.json"
+        if not path.exists():
+            raise FileNotFoundError(f"--update: {path} does not exist")
+        previous = json.loads(path.read_text())
+        same = (previous["model"]["sha256"] == loaded.sha256
+                and previous["protocol"]["temperatures"] == temperatures
+                and previous["protocol"]["seed"] == seed)
+        if not same:
+            raise ValueError(f"--update: {path} holds other weights, temperatures or seed")
     grids: dict[str, list[tuple[str, np.ndarray, np.ndarray, dict[float, np.ndarray]]]] = {}
     t_start = time.time()
     for set_name in sets:
@@ -78,9 +99,10 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
         grids[set_name] = []
         for i in range(n):
             name, hr, lr = bench[i]
-            row: dict[str, Any] = {"set": set_name, "image": name}
+            row: dict[str, Any] = {"set": set_name, "image": name, "grey": bench.grey[i]}
+            ref = hr[..., 0] if bench.grey[i] else hr  # a grey image is scored on its values
             up = bicubic_upscale(lr, s)
-            bic.append((psnr_y(up, hr, s), ssim_y(up, hr, s)))
+            bic.append((psnr_y(up, ref, s), ssim_y(up, ref, s)))
             row.update(bicubic_psnr_y=bic[-1][0], bicubic_ssim_y=bic[-1][1])
             # bpd on the crop every model accepts (a multiple of 2^L).
             h4, w4 = hr.shape[0] // mult * mult, hr.shape[1] // mult * mult
@@ -98,7 +120,7 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
                 preds = model.predict_many(lr_t, temperatures, generator=gen)
             for t, pred in zip(temperatures, preds, strict=True):
                 sr = to_image(pred[0])
-                per_t[t].append((psnr_y(sr, hr, s), ssim_y(sr, hr, s)))
+                per_t[t].append((psnr_y(sr, ref, s), ssim_y(sr, ref, s)))
                 row[f"psnr_y_t{t:g}"], row[f"ssim_y_t{t:g}"] = per_t[t][-1]
                 outs[t] = sr
             rows.append(row)
@@ -119,6 +141,20 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
                                         "bpd": bpd}
                              for t in temperatures}}
     result["seconds"] = round(time.time() - t_start, 1)
+    if previous is not None:  # keep the other sets, in their order, with their rows
+        merged = {k: result["sets"].get(k, v) for k, v in previous["sets"].items()}
+        result["sets"] = {**merged, **result["sets"]}
+        result["updated_sets"] = sets
+        with open(out / "per_image.csv", newline="") as f:
+            kept = [r for r in csv.DictReader(f) if r["set"] not in sets]
+        for name in {r["set"] for r in kept}:  # results from before the "grey" column
+            grey = dict(zip([p.stem for p in SRBenchmark(data, name, s).files],
+                            SRBenchmark(data, name, s).grey, strict=True))
+            for r in kept:
+                if r["set"] == name and not r.get("grey"):
+                    r["grey"] = grey.get(r["image"], "")
+        order = list(result["sets"])
+        rows = sorted([*kept, *rows], key=lambda r: order.index(r["set"]))
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "per_image.csv", rows)
     for set_name, grid in grids.items():

@@ -4,6 +4,17 @@ The protocol (SRCNN onwards): convert both images to Y with MATLAB's ``rgb2ycbcr
 BT.601, studio swing, Y in [16, 235]), crop ``scale`` pixels from every border (the bicubic
 boundary is unreliable there), then PSNR with peak 255 and SSIM with an 11x11 Gaussian window
 (sigma 1.5) and population statistics, which is what MATLAB's ``ssim`` computes.
+
+Single-channel (grey) images, e.g. Set14's ``bridge``, are scored on their grey values, as
+the published evaluation scripts do (they convert only 3-channel images): pass the HR image
+as (H, W); an RGB SR output is then reduced to its full-range luma 0.299 R + 0.587 G + 0.114 B
+(exactly g when R = G = B). Scoring a grey image on Y = 16 + 219 g / 255 instead would shrink
+its error by (219/255)^2 and lift its PSNR by 1.32 dB.
+
+Y is not rounded to 8 bits: with rounding (MATLAB's ``rgb2ycbcr`` on uint8 input) bicubic
+comes out 33.64 / 30.22 / 29.55 dB on Set5 / Set14 / BSD100, missing the published
+33.66 / 30.24 / 29.56 by up to 0.02 dB; unrounded it is 33.67 / 30.23 / 29.56
+(``tests/test_sr_metrics.py`` checks this on the real sets).
 """
 
 from __future__ import annotations
@@ -33,10 +44,25 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     return 16.0 + (x @ _Y_WEIGHTS) / 255.0
 
 
+def grey_values(img: np.ndarray) -> np.ndarray:
+    """The grey value a single-channel image is scored on: (H, W) as is, or the full-range
+    BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of an (H, W, 3) image; float64, 0..255."""
+    x = np.asarray(img, dtype=np.float64)
+    if x.ndim == 2:
+        return x
+    if x.ndim != 3 or x.shape[2] != 3:
+        raise ValueError(f"grey_values expects (H, W) or (H, W, 3), got shape {x.shape}")
+    return x @ (_Y_WEIGHTS / 219.0)  # 65.481 / 219 = 0.299, 128.553 / 219 = 0.587, ...
+
+
 def _y_pair(sr: np.ndarray, hr: np.ndarray, border: int) -> tuple[np.ndarray, np.ndarray]:
-    if sr.shape != hr.shape:
+    """The two channels the protocol compares: Y of RGB HR images, grey values of (H, W) ones."""
+    if sr.shape[:2] != hr.shape[:2] or (hr.ndim == 3 and sr.shape != hr.shape):
         raise ValueError(f"SR {sr.shape} and HR {hr.shape} shapes differ")
-    y_sr, y_hr = rgb_to_y(sr), rgb_to_y(hr)
+    if hr.ndim == 2:  # a single-channel HR image: scored on grey values, not on Y
+        y_sr, y_hr = grey_values(sr), grey_values(hr)
+    else:
+        y_sr, y_hr = rgb_to_y(sr), rgb_to_y(hr)
     if border > 0:
         if min(y_hr.shape) <= 2 * border:
             raise ValueError(f"image {y_hr.shape} too small for a {border}-pixel border crop")
@@ -49,7 +75,8 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, border: int = 2) -> float:
     """PSNR (dB, peak 255) between the Y channels, ``border`` pixels cropped on every side.
 
     Args:
-        sr, hr: (H, W, 3) or (H, W) images on the 0..255 scale (uint8 or float).
+        sr, hr: images on the 0..255 scale (uint8 or float): (H, W, 3) both, scored on Y; or
+            a single-channel ``hr`` (H, W) and ``sr`` (H, W) or (H, W, 3), scored on grey.
         border: pixels cropped from each edge; the protocol uses the SR scale.
 
     Returns:
@@ -64,7 +91,7 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int = 2) -> float:
     """SSIM between the Y channels, matching MATLAB ``ssim`` (Gaussian 11x11, sigma 1.5).
 
     Args:
-        sr, hr: (H, W, 3) or (H, W) images on the 0..255 scale (uint8 or float).
+        sr, hr: as :func:`psnr_y` (a single-channel ``hr`` is scored on grey values).
         border: pixels cropped from each edge; the protocol uses the SR scale.
     """
     y_sr, y_hr = _y_pair(sr, hr, border)

@@ -88,7 +88,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _lr_at(opts: LoopOptions, step: int, progress: float) -> float:
-    """Linear warm-up (flows are fragile early), then cosine decay to 10%."""
+    """Linear warm-up (flows are fragile early), then cosine decay from the peak to 10% of
+    it at the end of the budget (steps or minutes, whichever runs out first)."""
     warm = min(1.0, (step + 1) / max(1, opts.warmup))
     return opts.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 

@@ -165,7 +165,7 @@ def sample_stats(model: VesselModel, image: np.ndarray | Tensor, n: int = 16,
 @torch.inference_mode()
 def log_likelihood(model: VesselModel, image: np.ndarray | Tensor, label: np.ndarray | Tensor,
                    device: str = "cpu", n_bound_samples: int = 1,
-                   canvas: int | None = None) -> float:
+                   canvas: int | None = None, seed: int | None = None) -> float:
     """log P(label | image) in nats (a lower bound for the CNF, averaged over samples).
 
     Image and label are padded (black image, background label); the padded pixels are then
@@ -174,7 +174,11 @@ def log_likelihood(model: VesselModel, image: np.ndarray | Tensor, label: np.nda
 
     With ``canvas`` = N both are instead padded to N x N (bottom/right), and the result is the
     likelihood of the whole canvas: the paper trains on DRIVE padded to 1024 x 1024, and bpd
-    over that canvas (N * N dimensions) is how its numbers read (see ``evaluate``).
+    over that canvas (N * N dimensions) would be the paper's convention if it divided by
+    its canvas, which it does not state (see ``evaluate``).
+
+    The CNF's bound draws its dequantization noise; with ``seed`` the draw is seeded (the
+    global torch RNG is left untouched), so the same seed gives the same bpd.
     """
     x = to_tensor_image(image)
     y = label if isinstance(label, Tensor) else torch.from_numpy(np.asarray(label))
@@ -191,7 +195,13 @@ def log_likelihood(model: VesselModel, image: np.ndarray | Tensor, label: np.nda
     x, _ = prepare(F.pad(x, pad), device)
     y = F.pad(y, pad).to(device)
     feats = model.features(x)
-    lls = [model.log_likelihood(x, y, feats).item() for _ in range(n_bound_samples)]
+    if seed is None:
+        lls = [model.log_likelihood(x, y, feats).item() for _ in range(n_bound_samples)]
+        return float(np.mean(lls))
+    cuda = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        lls = [model.log_likelihood(x, y, feats).item() for _ in range(n_bound_samples)]
     return float(np.mean(lls))
 
 

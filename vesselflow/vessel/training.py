@@ -16,7 +16,8 @@ from vesselflow.io.weights import save_model
 from vesselflow.training.loop import LoopOptions, fit
 
 from .models import VesselConfig, build_model
-from .validation import choose_threshold, validate
+from .models.vessel import TRAIN_PRESETS
+from .validation import THRESHOLD_SAMPLES, choose_threshold, validate
 
 
 @dataclass
@@ -40,8 +41,12 @@ class VesselTask:
     def config(self, saved: dict[str, Any] | None) -> VesselConfig:
         if saved is not None:
             return VesselConfig.from_dict(saved)
-        return VesselConfig.from_dict({**VesselConfig(kind=self.opts.model).to_dict(),
-                                       **self.opts.model_overrides, "kind": self.opts.model})
+        if self.opts.model not in TRAIN_PRESETS:
+            raise ValueError(f"unknown model {self.opts.model!r}: one of "
+                             f"{', '.join(TRAIN_PRESETS)}")
+        preset = TRAIN_PRESETS[self.opts.model]
+        return VesselConfig.from_dict({**VesselConfig().to_dict(), **self.opts.model_overrides,
+                                       **preset})
 
     def build(self, config: VesselConfig) -> torch.nn.Module:
         return build_model(config)
@@ -81,16 +86,18 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
 
 def _finalise_best(run: Path, opts: TrainOptions, device: str, say) -> dict[str, Any]:
-    """Choose the a-priori threshold on the validation split and store it with the model."""
+    """Choose the a-priori threshold on the validation split (mean of THRESHOLD_SAMPLES
+    samples per image, the evaluation's count) and store it with the model."""
     import json
 
     from vesselflow.vessel.models import load_model
 
     loaded = load_model(run / "best", device=device)
     say("choosing the a-priori threshold on the validation split ...", flush=True)
-    thr = choose_threshold(loaded.model, opts.drive, device, n_samples=16, seed=opts.seed)
+    thr = choose_threshold(loaded.model, opts.drive, device, n_samples=THRESHOLD_SAMPLES,
+                           seed=opts.seed)
     cfg = json.loads((run / "best" / "config.json").read_text())
     meta = {**cfg["meta"], "threshold": thr["threshold"], "val_f1_at_threshold": thr["f1"],
-            "threshold_samples": 16}
+            "threshold_samples": THRESHOLD_SAMPLES}
     save_model(loaded.model, run / "best", meta)
     return {"threshold": thr["threshold"], "val_f1": thr["f1"]}

@@ -61,7 +61,7 @@ def model_card(label: str, source: str) -> None:
                          "better)")
         c[3].metric("Uncertainty reference", f"{ref:.3f}", help=ref_source)
         st.markdown(
-            f"- **Name:** `{loaded.name}` — {'conditional normalizing flow' if loaded.config.kind == 'cnf' else 'factored per-pixel baseline'} (`{loaded.config.kind}`)\n"  # noqa: E501
+            f"- **Name:** `{loaded.name}` — {_kind(loaded.config)}\n"
             f"- **Weights sha256:** `{loaded.sha256}`\n"
             f"- **Location:** `{loaded.path}`\n"
             f"- **Training step of the kept checkpoint:** {meta.get('step', '–')}"
@@ -70,20 +70,39 @@ def model_card(label: str, source: str) -> None:
             st.json({"config": loaded.config.to_dict(), "meta": meta}, expanded=False)
 
 
+def _kind(config) -> str:
+    if config.kind == "cnf":
+        return "conditional normalizing flow (`cnf`)"
+    if getattr(config, "likelihood", "weighted") == "bernoulli":
+        return "factored per-pixel baseline, plain Bernoulli likelihood (`factored`)"
+    return "factored per-pixel baseline, weighted Bernoulli likelihood (`factored`)"
+
+
+def _ci(t: dict, key: str) -> str:
+    ci = (t.get("ci95") or {}).get(key)
+    return f" (95% CI {ci[0]:.4f}–{ci[1]:.4f})" if isinstance(ci, list) else ""
+
+
 def _test_line(meta: dict) -> str:
-    """The DRIVE test results stored with shipped weights, as one Markdown list item."""
+    """The DRIVE test results stored with shipped weights, as one Markdown list item.
+
+    bpd per image pixel is the headline; per FOV pixel next to it; the canvas figure only
+    says what it is (the paper does not state that it divided by its 1024² canvas)."""
     t = meta.get("test_metrics")
     if not isinstance(t, dict) or _metric(t, "max_f1") is None:
         return ""
     line = (f"\n- **DRIVE test** ({t.get('n_images')} images, {t.get('n_samples')} samples, "
-            f"first observer): max F1 {t['max_f1']:.4f}")
-    if _metric(t, "f1") is not None:
-        line += f", F1 at the a-priori threshold {t['f1']:.4f}"
+            f"first observer, 95% bootstrap intervals over images):")
     if _metric(t, "bpd") is not None:
-        line += f", {t['bpd']:.4f} bits per pixel"
+        line += f" {t['bpd']:.4f}{_ci(t, 'bpd')} bits per image pixel"
+    if _metric(t, "bpd_fov") is not None:
+        line += f", {t['bpd_fov']:.4f} per FOV pixel"
+    line += f"; max F1 {t['max_f1']:.4f}{_ci(t, 'max_f1')}"
+    if _metric(t, "f1") is not None:
+        line += f", F1 at the a-priori threshold {t['f1']:.4f}{_ci(t, 'f1')}"
     if _metric(t, "bpd_canvas") is not None:
-        line += (f" ({t['bpd_canvas']:.4f} per pixel of the {t.get('canvas')}² zero-padded "
-                 "canvas, the paper's convention)")
+        line += (f". {t['bpd_canvas']:.4f} bits per pixel if the paper divided by its "
+                 f"{t.get('canvas')}² canvas, which it does not state")
     return line
 
 

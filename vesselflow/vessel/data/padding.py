@@ -1,8 +1,12 @@
 """Pad images to a multiple of 2^L for multi-scale flows, and undo it exactly.
 
 DRIVE images are 584x565 (H x W); a flow with L squeeze levels needs both sides divisible by
-2^L. Padding to the next multiple is equivalent to the paper's padding to 1024x1024 and far
-cheaper.
+2^L. vesselflow pads to the next multiple (584x568), far cheaper than the paper's padding to
+1024x1024. The two are NOT equivalent: the model sees a different amount of padding (which
+can change what it learns and its likelihood of the padded pixels), and a bpd divided by the
+1024x1024 canvas is about 0.31x one divided by the image's pixels. vesselflow reports bpd
+over the image's own pixels (``vesselflow.vessel.inference.log_likelihood``; ``canvas=`` measures
+the 1024x1024 variant).
 
 Convention: padding is added at the **bottom and right only**, so pixel (i, j) of the padded
 array is pixel (i, j) of the original and coordinates never shift. The returned ``pad`` tuple

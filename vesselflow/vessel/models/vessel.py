@@ -25,14 +25,17 @@ class VesselConfig:
     """Architecture of a vessel model; stored as JSON next to its weights.
 
     Attributes:
-        kind: "cnf" (conditional flow) or "factored" (per-pixel weighted Bernoulli).
+        kind: "cnf" (conditional flow) or "factored" (per-pixel Bernoulli baseline).
         width: conditioning-network width w (features w at 1/2 and 2w at 1/4 resolution).
         norm: normalisation in the conditioning network, "batch" or "instance".
         steps: flow steps K per level (the flow has L = 2 levels).
         hidden: width of the flow's coupling/prior networks, per level. The first level runs
             at 1/2 resolution and dominates sampling cost, hence the narrower default there.
         deq_steps, deq_hidden, deq_width: the dequantizer's single-scale flow and context net.
-        beta: factored model's weight of the background class; vessels get 1 - beta.
+        beta: factored model's weight of the background class; vessels get 1 - beta (the
+            paper's beta = 0.9 on the vessel term is ``beta=0.1`` here).
+        likelihood: factored model only: "weighted" (the paper's weighted Bernoulli, with
+            its normaliser) or "bernoulli" (plain, unweighted Bernoulli; ``beta`` unused).
     """
 
     kind: str = "cnf"
@@ -44,6 +47,7 @@ class VesselConfig:
     deq_hidden: int = 32
     deq_width: int = 16
     beta: float = 0.1
+    likelihood: str = "weighted"
 
     @classmethod
     def from_dict(cls, d: dict) -> VesselConfig:
@@ -126,14 +130,24 @@ class VesselFactored(nn.Module):
 
     With logits l, :math:`p = \sigma(l)` and weights :math:`w_1 = 1 - \beta` (vessel) and
     :math:`w_0 = \beta` (background), training maximises :math:`w_1 y \log p + w_0 (1 - y)
-    \log(1 - p)`. The normalised distribution it defines,
+    \log(1 - p)`. Weighting convention: the paper writes the weight of the vessel term as
+    its :math:`\beta = 0.9`; here ``config.beta`` is the background weight, so the default
+    ``beta=0.1`` gives the vessel term weight 0.9 and the background term 0.1, the paper's
+    choice. The normalised distribution it defines,
     :math:`q(y{=}1) = p^{w_1} / (p^{w_1} + (1 - p)^{w_0})`, is what vesselflow reports the
     likelihood of (so its bpd compares fairly with the CNF), samples from, and shows as the
     probability map. q is monotone in p, so thresholded maps and PR curves are unchanged.
+
+    With ``config.likelihood == "bernoulli"`` (the ``factored-bce`` model) the same network
+    is trained on the plain Bernoulli likelihood (binary cross-entropy): q(y=1) = p, already
+    normalised. It separates what factorisation costs from what the class weighting costs.
     """
 
     def __init__(self, config: VesselConfig) -> None:
         super().__init__()
+        if config.likelihood not in ("weighted", "bernoulli"):
+            raise ValueError(f"factored likelihood must be 'weighted' or 'bernoulli', got "
+                             f"{config.likelihood!r}")
         self.config = config
         self.cond = ConditioningNet(width=config.width, norm=config.norm)
         a, b = self.cond.channels
@@ -149,10 +163,18 @@ class VesselFactored(nn.Module):
         h = self.head_half(torch.cat([a, F.interpolate(b, scale_factor=2.0)], dim=1))
         return self.head_full(F.interpolate(h, scale_factor=2.0, mode="bilinear"))
 
+    def _weights(self) -> tuple[float, float]:
+        """(vessel, background) weights of the log-likelihood terms; (1, 1) if unweighted."""
+        if self.config.likelihood == "bernoulli":
+            return 1.0, 1.0
+        return 1.0 - self.config.beta, self.config.beta
+
     def _log_q(self, logits: Tensor) -> tuple[Tensor, Tensor]:
-        """(log q(y=1), log q(y=0)) per pixel under the normalised weighted Bernoulli."""
-        w1, w0 = 1.0 - self.config.beta, self.config.beta
+        """(log q(y=1), log q(y=0)) per pixel under the normalised (weighted) Bernoulli."""
+        w1, w0 = self._weights()
         a, b = w1 * F.logsigmoid(logits), w0 * F.logsigmoid(-logits)
+        if self.config.likelihood == "bernoulli":
+            return a, b  # sigma(l) + sigma(-l) = 1: already normalised
         log_norm = torch.logaddexp(a, b)
         return a - log_norm, b - log_norm
 
@@ -169,15 +191,17 @@ class VesselFactored(nn.Module):
         return (y * log_q1 + (1 - y) * log_q0).flatten(1).sum(1)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        """Weighted cross-entropy (the unnormalised numerator), per pixel."""
+        """Weighted cross-entropy (the unnormalised numerator), per pixel; plain BCE if
+        ``likelihood == "bernoulli"``."""
         logits = self.logits(self.features(batch["image"]))
         y = batch["label"].to(logits.dtype)
-        w1, w0 = 1.0 - self.config.beta, self.config.beta
+        w1, w0 = self._weights()
         loss = -(w1 * y * F.logsigmoid(logits) + w0 * (1 - y) * F.logsigmoid(-logits)).mean()
         with torch.no_grad():
             log_q1, log_q0 = self._log_q(logits)
             ll = (y * log_q1 + (1 - y) * log_q0).mean()
-        return loss, {"wce": loss.item(), "bpd": bits_per_dim(ll, 1).item()}
+        name = "bce" if self.config.likelihood == "bernoulli" else "wce"
+        return loss, {name: loss.item(), "bpd": bits_per_dim(ll, 1).item()}
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """The training loss, so DistributedDataParallel can wrap the model directly."""
@@ -198,6 +222,13 @@ class VesselFactored(nn.Module):
 
 
 VesselModel = VesselCNF | VesselFactored
+
+# What ``vesselflow train --model NAME`` builds: config fields over the VesselConfig defaults.
+TRAIN_PRESETS: dict[str, dict[str, str]] = {
+    "cnf": {"kind": "cnf"},
+    "factored": {"kind": "factored"},
+    "factored-bce": {"kind": "factored", "likelihood": "bernoulli"},
+}
 
 
 def build_model(config: VesselConfig) -> VesselModel:

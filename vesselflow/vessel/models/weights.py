@@ -8,7 +8,7 @@ from vesselflow.io.weights import LoadedModel, ModelFamily, load_weights
 
 from .vessel import VesselConfig, build_model
 
-SHIPPED = ("cnf-drive", "factored-drive")
+SHIPPED = ("cnf-drive", "factored-drive", "factored-bce")
 FAMILY = ModelFamily("a vessel model", SHIPPED, VesselConfig.from_dict, build_model)
 
 
