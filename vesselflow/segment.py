@@ -32,7 +32,9 @@ KeyboardInterrupt so temp files are removed on ``kill`` as on Ctrl-C; temp files
 Large images: the FOV is detected and the image is resized so that its FOV diameter matches
 DRIVE's (``vesselflow.data.scale``), segmented at the training scale, and the maps are
 resized back to the original size (bilinear for probabilities, nearest for the mask and the
-samples). A 3504x2336 photograph is therefore sampled at ~840x560.
+samples). A 3504x2336 photograph is therefore sampled at ~840x560. ``--fov-degrees`` (default
+45, DRIVE's) tells it another camera's field of view: the target diameter becomes
+``537.7 * degrees / 45`` px, so a degree of retina spans DRIVE's pixels (run.json records it).
 
 Sharding: under ``torchrun --nproc_per_node=N -m vesselflow segment ...`` (RANK/WORLD_SIZE in
 the environment) rank r takes inputs r, r + N, r + 2N, ... of the (deterministic) input list;
@@ -361,11 +363,14 @@ def _previous_outputs(out: Path) -> list[str]:
 
 def _settings(loaded: Any, samples: int, temperature: float, threshold: float, seed: int,
               save_samples: bool, biomarkers: bool = True,
-              pixel_size: float | None = None) -> dict[str, Any]:
+              pixel_size: float | None = None, fov_degrees: float = 45.0) -> dict[str, Any]:
     """What decides an image's outputs: a --continue must use the same."""
-    return {"model_sha256": loaded.sha256, "samples": samples, "temperature": temperature,
-            "threshold": threshold, "seed": seed, "save_samples": save_samples,
-            "biomarkers": biomarkers, "pixel_size_um": pixel_size}
+    settings = {"model_sha256": loaded.sha256, "samples": samples, "temperature": temperature,
+                "threshold": threshold, "seed": seed, "save_samples": save_samples,
+                "biomarkers": biomarkers, "pixel_size_um": pixel_size}
+    if fov_degrees != 45.0:  # only when set: folders of earlier runs (no key) still continue
+        settings["fov_degrees"] = fov_degrees
+    return settings
 
 
 def _check_folder(out: Path, settings: dict[str, Any], resume: bool, overwrite: bool) -> None:
@@ -455,7 +460,8 @@ def _segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
                  temperature: float, threshold: float, seed: int, batch_size: int,
                  save_samples: bool, device: str,
                  on_batch: Callable[[int], None] | None = None, biomarkers: bool = False,
-                 pixel_size: float | None = None) -> dict[str, Any]:
+                 pixel_size: float | None = None,
+                 fov_degrees: float = 45.0) -> dict[str, Any]:
     """Segment one image and write its outputs; returns its marker/metrics record.
 
     With ``biomarkers`` the record carries the image's biomarker row (mask value and sample
@@ -481,8 +487,7 @@ def _segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     result = segment_image(loaded.model, image, n=samples, temperature=temperature,
                            seed=image_seed(seed, item.id), batch_size=batch_size,
                            keep=samples if save_samples or biomarkers else 0, fov=fov,
-                           device=device,
-                           name=str(item.path),
+                           device=device, name=str(item.path), fov_degrees=fov_degrees,
                            callback=(lambda done, _m: on_batch(done)) if on_batch else None)
     info, t_sample = result.scale, result.seconds
     prob = np.clip(result.original(result.mean), 0.0, 1.0).astype(np.float32)
@@ -608,11 +613,15 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
                    resume: bool = False, overwrite: bool = False, save_samples: bool = False,
                    progress: bool = True, batch_size: int = 8, biomarkers: bool = True,
                    pixel_size: float | None = None,
-                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   log: Callable[[str], None] | None = None,
+                   fov_degrees: float = 45.0) -> dict[str, Any]:
     """Segment every input image into ``out``; the Python form of ``vesselflow segment``.
 
     Failed images are recorded (run.json, metrics.csv) and the batch goes on. Under torchrun
     (RANK/WORLD_SIZE set) each rank segments its share and rank 0 writes the merged run files.
+
+    ``fov_degrees``: the camera's field of view (DRIVE's 45 by default), folded into the
+    rescale to DRIVE's scale (:func:`vesselflow.data.scale.target_fov_diameter`).
 
     Returns:
         The run record as written to run.json (``counts``: total/ok/failed/skipped over all
@@ -634,6 +643,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
         raise SegmentError(f"--batch-size must be >= 1, got {batch_size}")
     if not math.isfinite(temperature) or temperature < 0:
         raise SegmentError(f"--temperature must be >= 0, got {temperature}")
+    if not (math.isfinite(fov_degrees) and 0 < fov_degrees < 180):
+        raise SegmentError(f"--fov-degrees must be in (0, 180), got {fov_degrees}")
     try:
         thr_arg = _parse_threshold(threshold)
     except argparse.ArgumentTypeError as e:
@@ -648,7 +659,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
                         samples=samples, temperature=temperature, thr_arg=thr_arg, seed=seed,
                         device=device, resume=resume, overwrite=overwrite,
                         save_samples=save_samples, progress=progress, batch_size=batch_size,
-                        biomarkers=biomarkers, pixel_size=pixel_size)
+                        biomarkers=biomarkers, pixel_size=pixel_size,
+                        fov_degrees=fov_degrees)
     finally:
         dist.close()
 
@@ -657,7 +669,8 @@ def _run(dist: _Dist, items: list[InputItem], inputs: str | Path, out: Path,
          say: Callable[[str], None], started: str, t_start: float, *, model: str, samples: int,
          temperature: float, thr_arg: str | float, seed: int, device: str, resume: bool,
          overwrite: bool, save_samples: bool, progress: bool, batch_size: int,
-         biomarkers: bool = True, pixel_size: float | None = None) -> dict[str, Any]:
+         biomarkers: bool = True, pixel_size: float | None = None,
+         fov_degrees: float = 45.0) -> dict[str, Any]:
     import shutil
 
     from .models import load_model
@@ -679,12 +692,13 @@ def _run(dist: _Dist, items: list[InputItem], inputs: str | Path, out: Path,
         raise SegmentError(f"cannot load model {model!r}: {e}") from None
     threshold = loaded.threshold if thr_arg == "auto" else float(thr_arg)
     settings = _settings(loaded, samples, temperature, threshold, seed, save_samples,
-                         biomarkers, pixel_size)
+                         biomarkers, pixel_size, fov_degrees)
     run = _RunInfo(inputs=inputs, out=out, items=items, world=dist.world, started=started,
                    t_start=t_start, loaded=loaded, settings=settings,
                    parameters={"samples": samples, "temperature": temperature,
                                "threshold": thr_arg, "threshold_used": threshold,
                                "seed": seed, "device": device, "batch_size": batch_size,
+                               "fov_degrees": fov_degrees,
                                "save_samples": save_samples, "biomarkers": biomarkers,
                                "pixel_size_um": pixel_size, "continue": resume,
                                "overwrite": overwrite, "no_progress": not progress},
@@ -758,7 +772,8 @@ def _run(dist: _Dist, items: list[InputItem], inputs: str | Path, out: Path,
                 rec = _segment_one(loaded, item, out, samples=samples, temperature=temperature,
                                    threshold=threshold, seed=seed, batch_size=batch_size,
                                    save_samples=save_samples, device=dev, on_batch=on_batch,
-                                   biomarkers=biomarkers, pixel_size=pixel_size)
+                                   biomarkers=biomarkers, pixel_size=pixel_size,
+                                   fov_degrees=fov_degrees)
                 rows.append(rec)
                 note(f"{tag} {item.id}: ok in {rec['seconds']:.1f} s, vessel density "
                      f"{rec['vessel_density']:.3f}")
@@ -900,6 +915,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="run seed; each image's seed derives from it and the image id")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--fov-degrees", type=float, default=45.0,
+                   help="the camera's field of view in degrees (default 45, DRIVE's); images "
+                   "are rescaled so a degree of retina spans as many pixels as in DRIVE")
     p.add_argument("--batch-size", type=int, default=8,
                    help="samples drawn at once (memory-bounded; default 8)")
     mode = p.add_mutually_exclusive_group()
@@ -928,7 +946,7 @@ def _cmd_segment(a: argparse.Namespace) -> int:
                                 device=a.device, resume=a.resume, overwrite=a.overwrite,
                                 save_samples=a.save_samples, progress=not a.no_progress,
                                 batch_size=a.batch_size, biomarkers=not a.no_biomarkers,
-                                pixel_size=a.pixel_size)
+                                pixel_size=a.pixel_size, fov_degrees=a.fov_degrees)
     except SegmentError as e:
         print(f"vesselflow segment: error: {e}", file=sys.stderr)
         return 2
