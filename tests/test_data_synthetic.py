@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -46,11 +44,3 @@ def test_vessels_darker_than_surroundings(seed: int) -> None:
     assert green[label].mean() < 0.85 * green[ring].mean()
     red = d["image"][..., 0]
     assert red[fov].mean() > green[fov].mean()  # reddish-orange
-
-
-def test_fast() -> None:
-    synthetic_fundus(seed=0)  # warm-up (imports, caches)
-    start = time.perf_counter()
-    for seed in range(5):
-        synthetic_fundus((256, 256), seed=seed)
-    assert (time.perf_counter() - start) / 5 < 0.2
