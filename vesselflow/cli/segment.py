@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="run seed; each image's seed derives from it and the image id")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--fov-degrees", type=float, default=45.0,
+                   help="the camera's field of view in degrees (default 45, DRIVE's); images "
+                   "are rescaled so a degree of retina spans as many pixels as in DRIVE")
     p.add_argument("--batch-size", type=int, default=8,
                    help="samples drawn at once (memory-bounded; default 8)")
     mode = p.add_mutually_exclusive_group()
@@ -72,7 +75,7 @@ def _cmd_segment(a: argparse.Namespace) -> int:
                                 device=a.device, resume=a.resume, overwrite=a.overwrite,
                                 save_samples=a.save_samples, progress=not a.no_progress,
                                 batch_size=a.batch_size, biomarkers=not a.no_biomarkers,
-                                pixel_size=a.pixel_size)
+                                pixel_size=a.pixel_size, fov_degrees=a.fov_degrees)
     except BatchError as e:
         print(f"vesselflow segment: error: {e}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from vesselflow.flows import cached_context
 
 from .data.padding import crop_padding, pad_to_multiple, padded_size
 from .models import MULTIPLE, VesselFactored, VesselModel
+from .scale import DRIVE_FOV_DEGREES
 
 _MALLOC_TUNED = False
 
@@ -262,19 +263,27 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
                   temperature: float = 1.0, seed: int | None = 0, batch_size: int = 8,
                   keep: int = 0, fov: np.ndarray | None = None, rescale: bool = True,
                   device: str = "cpu", name: str = "image",
-                  callback: Callable[[int, np.ndarray], None] | None = None) -> Segmentation:
+                  callback: Callable[[int, np.ndarray], None] | None = None,
+                  fov_degrees: float = DRIVE_FOV_DEGREES,
+                  input_norm: str | None = None) -> Segmentation:
     """Detect the FOV (unless given), bring the image to DRIVE's scale, sample, summarise.
 
     The one analysis path of ``vesselflow segment`` and the app. Images whose FOV diameter
     differs from DRIVE's are resized so it matches (the models learned vessel widths at that
     scale); :func:`vesselflow.vessel.scale.restore_size` maps the maps back.
 
+    ``fov_degrees``: the camera's field of view (DRIVE's is 45); folded into the rescale by
+    :func:`vesselflow.vessel.scale.target_fov_diameter` so that a degree of retina spans as many
+    pixels as in DRIVE. ``input_norm``: None/"none" (default) or "fov-standardise"
+    (:mod:`vesselflow.vessel.data.normalise`), applied to the rescaled image inside its FOV.
+
     Raises:
         AnalysisError: naming ``name``, for an empty FOV or a rescale beyond
             :data:`MAX_ANALYSIS_PIXELS` (a tiny detected FOV usually means no fundus at all).
     """
+    from .data.normalise import apply_input_norm
     from .fov import detect_fov
-    from .scale import DRIVE_FOV_DIAMETER, ScaleInfo, fov_diameter, rescale_to_drive
+    from .scale import ScaleInfo, fov_diameter, rescale_to_drive, target_fov_diameter
 
     fov_source = "given" if fov is not None else "detected"
     if fov is None:
@@ -285,17 +294,19 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
     if rescale:
         # Checked before resizing: a tiny FOV must not blow the image up in memory.
         h, w = fov.shape
-        factor = DRIVE_FOV_DIAMETER / fov_diameter(fov)
+        target = target_fov_diameter(fov_degrees)
+        factor = target / fov_diameter(fov)
         if h * w * factor**2 > MAX_ANALYSIS_PIXELS:
             raise EnlargementError(
                 f"{name}: the {fov_source} field of view is only "
-                f"{DRIVE_FOV_DIAMETER / factor:.0f} px across; bringing it to DRIVE's scale "
+                f"{target / factor:.0f} px across; bringing it to DRIVE's scale "
                 f"would enlarge the image to {w * factor:.0f}x{h * factor:.0f} px. Is this a "
                 f"fundus photograph with a visible field of view?")
-        x, fov_x, info = rescale_to_drive(image, fov)
+        x, fov_x, info = rescale_to_drive(image, fov, target_diameter=target)
     else:
         shape = tuple(fov.shape)
         x, fov_x, info = image, fov, ScaleInfo(shape, shape, 1.0, fov_diameter(fov))
+    x = apply_input_norm(x, fov_x, input_norm)
     t0 = time.perf_counter()
     stats = sample_stats(model, x, n=n, temperature=temperature, batch_size=batch_size,
                          seed=seed, keep=keep, device=device, callback=callback)

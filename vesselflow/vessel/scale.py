@@ -37,6 +37,32 @@ DRIVE_FOV_DIAMETER = 537.7
 
 DEFAULT_TOLERANCE = 0.05
 
+DRIVE_FOV_DEGREES = 45.0
+"""Angular field of view of DRIVE's camera (Canon CR5 3CCD), in degrees."""
+
+
+def target_fov_diameter(fov_degrees: float = DRIVE_FOV_DEGREES) -> float:
+    """FOV diameter (px) at which an image from a ``fov_degrees`` camera matches DRIVE's scale.
+
+    The model learned vessel widths in DRIVE pixels, i.e. at DRIVE's pixels per degree of
+    retina: ``DRIVE_FOV_DIAMETER / 45`` px/deg. A camera whose FOV disc spans ``fov_degrees``
+    and ``D`` pixels has ``D / fov_degrees`` px/deg; the same retina at the same ``D`` is
+    magnified by ``45 / fov_degrees`` (a 30-degree photo shows vessels 1.5x wider than a
+    45-degree one). Matching px/deg gives the target diameter
+
+        D_target = DRIVE_FOV_DIAMETER * fov_degrees / 45,
+
+    so the rescale factor is ``D_target / D`` (first order: retinal distance proportional to
+    the viewing angle, which holds to a few percent within 50 degrees). At 45 degrees this is
+    DRIVE's 537.7 px; at 30 degrees 358.5 px; at 60 degrees 716.9 px.
+
+    Raises:
+        ValueError: ``fov_degrees`` outside (0, 180).
+    """
+    if not 0 < fov_degrees < 180:
+        raise ValueError(f"fov_degrees must be in (0, 180) degrees, got {fov_degrees}")
+    return DRIVE_FOV_DIAMETER * float(fov_degrees) / DRIVE_FOV_DEGREES
+
 
 @dataclass(frozen=True)
 class ScaleInfo:

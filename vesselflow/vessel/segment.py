@@ -20,7 +20,9 @@ failure records, sharding and signal handling; bookkeeping lives in ``OUT/.vesse
 Large images: the FOV is detected and the image is resized so that its FOV diameter matches
 DRIVE's (``vesselflow.vessel.scale``), segmented at the training scale, and the maps are
 resized back to the original size (bilinear for probabilities, nearest for the mask and the
-samples). A 3504x2336 photograph is therefore sampled at ~840x560.
+samples). A 3504x2336 photograph is therefore sampled at ~840x560. ``--fov-degrees`` (default
+45, DRIVE's) tells it another camera's field of view: the target diameter becomes
+``537.7 * degrees / 45`` px, so a degree of retina spans DRIVE's pixels (run.json records it).
 
 Sharding: ``torchrun --nproc_per_node=N -m vesselflow segment ...``; each image's seed is
 derived from ``--seed`` and its id, so results do not depend on the sharding.
@@ -49,7 +51,7 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
                 temperature: float, threshold: float, seed: int, batch_size: int,
                 save_samples: bool, device: str,
                 on_progress: Callable[[float], None] | None = None, biomarkers: bool = False,
-                pixel_size: float | None = None) -> dict[str, Any]:
+                pixel_size: float | None = None, fov_degrees: float = 45.0) -> dict[str, Any]:
     """Segment one image and write its outputs; returns its metrics row.
 
     With ``biomarkers`` the row carries the image's biomarker row (mask value and sample
@@ -72,7 +74,8 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     result = segment_image(loaded.model, image, n=samples, temperature=temperature,
                            seed=image_seed(seed, item.id), batch_size=batch_size,
                            keep=samples if save_samples or biomarkers else 0, fov=fov,
-                           device=device, name=str(item.path), callback=callback)
+                           device=device, name=str(item.path), fov_degrees=fov_degrees,
+                           callback=callback)
     summary = write_outputs(out, item.id, image, result, threshold, fov=fov,
                             save_samples=save_samples)
     info = result.scale
@@ -96,11 +99,14 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
 
 def _settings(loaded: Any, samples: int, temperature: float, threshold: float, seed: int,
               save_samples: bool, biomarkers: bool = True,
-              pixel_size: float | None = None) -> dict[str, Any]:
+              pixel_size: float | None = None, fov_degrees: float = 45.0) -> dict[str, Any]:
     """What decides an image's outputs: a --continue must use the same."""
-    return {"model_sha256": loaded.sha256, "samples": samples, "temperature": temperature,
-            "threshold": threshold, "seed": seed, "save_samples": save_samples,
-            "biomarkers": biomarkers, "pixel_size_um": pixel_size}
+    settings = {"model_sha256": loaded.sha256, "samples": samples, "temperature": temperature,
+                "threshold": threshold, "seed": seed, "save_samples": save_samples,
+                "biomarkers": biomarkers, "pixel_size_um": pixel_size}
+    if fov_degrees != 45.0:  # only when set: folders of earlier runs (no key) still continue
+        settings["fov_degrees"] = fov_degrees
+    return settings
 
 
 # Runs from before biomarkers existed made none: they resume with --no-biomarkers.
@@ -126,8 +132,12 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
                    resume: bool = False, overwrite: bool = False, save_samples: bool = False,
                    progress: bool = True, batch_size: int = 8, biomarkers: bool = True,
                    pixel_size: float | None = None,
-                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   log: Callable[[str], None] | None = None,
+                   fov_degrees: float = 45.0) -> dict[str, Any]:
     """Segment every input image into ``out``; the Python form of ``vesselflow segment``.
+
+    ``fov_degrees``: the camera's field of view (DRIVE's 45 by default), folded into the
+    rescale to DRIVE's scale (:func:`vesselflow.vessel.scale.target_fov_diameter`).
 
     Failed images are recorded (run.json, metrics.csv) and the batch goes on. Under torchrun
     (RANK/WORLD_SIZE set) each rank segments its share and rank 0 writes the merged run files.
@@ -155,6 +165,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
         raise BatchError(f"--batch-size must be >= 1, got {batch_size}")
     if not math.isfinite(temperature) or temperature < 0:
         raise BatchError(f"--temperature must be >= 0, got {temperature}")
+    if not (math.isfinite(fov_degrees) and 0 < fov_degrees < 180):
+        raise BatchError(f"--fov-degrees must be in (0, 180), got {fov_degrees}")
     try:
         thr_arg = _parse_threshold(threshold)
     except argparse.ArgumentTypeError as e:
@@ -169,7 +181,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
                          thr_arg=thr_arg, seed=seed, device=device, resume=resume,
                          overwrite=overwrite, save_samples=save_samples, progress=progress,
                          batch_size=batch_size, out=out, n_items=len(items),
-                         biomarkers=biomarkers, pixel_size=pixel_size)
+                         biomarkers=biomarkers, pixel_size=pixel_size,
+                         fov_degrees=fov_degrees)
             from vesselflow.batch.runner import run_batch
 
             return run_batch(task, dist, items, inputs, out, resume=resume,
@@ -182,7 +195,7 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
 def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: str | float,
           seed: int, device: str, resume: bool, overwrite: bool, save_samples: bool,
           progress: bool, batch_size: int, out: Path, n_items: int, biomarkers: bool = True,
-          pixel_size: float | None = None) -> Any:
+          pixel_size: float | None = None, fov_degrees: float = 45.0) -> Any:
     """Load the model and describe the segment run to the batch runner."""
     from vesselflow import __version__
     from vesselflow.batch.runner import BatchTask
@@ -203,7 +216,7 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
         raise BatchError(f"cannot load model {model!r}: {e}") from None
     threshold = loaded.threshold if thr_arg == "auto" else float(thr_arg)
     settings = _settings(loaded, samples, temperature, threshold, seed, save_samples,
-                         biomarkers, pixel_size)
+                         biomarkers, pixel_size, fov_degrees)
     meta = loaded.meta
     record = {
         "model": {"name": loaded.name, "path": str(loaded.path), "kind": loaded.config.kind,
@@ -212,7 +225,8 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
                   "trained_step": meta.get("step")},
         "parameters": {"samples": samples, "temperature": temperature, "threshold": thr_arg,
                        "threshold_used": threshold, "seed": seed, "device": device,
-                       "batch_size": batch_size, "save_samples": save_samples,
+                       "batch_size": batch_size, "fov_degrees": fov_degrees,
+                       "save_samples": save_samples,
                        "biomarkers": biomarkers, "pixel_size_um": pixel_size,
                        "continue": resume, "overwrite": overwrite,
                        "no_progress": not progress},
@@ -223,7 +237,8 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
         return segment_one(loaded, item, out, samples=samples, temperature=temperature,
                            threshold=threshold, seed=seed, batch_size=batch_size,
                            save_samples=save_samples, device=dev, on_progress=on_progress,
-                           biomarkers=biomarkers, pixel_size=pixel_size)
+                           biomarkers=biomarkers, pixel_size=pixel_size,
+                           fov_degrees=fov_degrees)
 
     def finish(out: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
         if not biomarkers:

@@ -22,19 +22,27 @@ def in_fov(arr: np.ndarray, fov: np.ndarray | None) -> np.ndarray:
     return arr[..., fov]
 
 
-def pr_curve(prob: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall and thresholds (1-D FOV pixels), with the F1 of each point."""
-    p, r, t = precision_recall_curve(np.asarray(truth).astype(bool), np.asarray(prob))
+def pr_curve(prob: np.ndarray, truth: np.ndarray, sample_weight: np.ndarray | None = None
+             ) -> dict[str, np.ndarray]:
+    """Precision, recall and thresholds (1-D FOV pixels), with the F1 of each point.
+
+    ``sample_weight`` (optional, per entry) lets a histogram stand for the pixels: distinct
+    probability levels with their vessel / background pixel counts (see
+    :func:`histogram_points`), for pooling many large images in little memory.
+    """
+    p, r, t = precision_recall_curve(np.asarray(truth).astype(bool), np.asarray(prob),
+                                     sample_weight=sample_weight)
     f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
     return {"precision": p, "recall": r, "thresholds": t, "f1": f1}
 
 
-def max_f1(prob: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+def max_f1(prob: np.ndarray, truth: np.ndarray, sample_weight: np.ndarray | None = None
+           ) -> tuple[float, float]:
     """(max F1 over thresholds, the threshold reaching it): the paper's oracle score.
 
     A pixel is positive when ``prob >= threshold`` (scikit-learn's convention).
     """
-    c = pr_curve(prob, truth)
+    c = pr_curve(prob, truth, sample_weight)
     i = int(np.argmax(c["f1"][:-1])) if len(c["thresholds"]) else 0
     thr = float(c["thresholds"][i]) if len(c["thresholds"]) else 0.5
     return float(c["f1"][i]), thr
@@ -106,11 +114,51 @@ def cldice(pred: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None) -
     return cldice_from_counts(cldice_counts(pred, truth, fov))
 
 
-def auc_roc(prob: np.ndarray, truth: np.ndarray) -> float:
+def auc_roc(prob: np.ndarray, truth: np.ndarray, sample_weight: np.ndarray | None = None
+            ) -> float:
     truth = np.asarray(truth).astype(bool)
-    if truth.all() or not truth.any():
+    if sample_weight is not None:  # a level with zero pixels does not count as present
+        present = np.asarray(sample_weight) > 0
+        if truth[present].all() or not truth[present].any():
+            return float("nan")
+    elif truth.all() or not truth.any():
         return float("nan")
-    return float(roc_auc_score(truth, np.asarray(prob)))
+    return float(roc_auc_score(truth, np.asarray(prob), sample_weight=sample_weight))
+
+
+HIST_BINS = 4096
+"""Probability levels of :func:`prob_histogram` (a multiple of 16: k/16 sample means are exact)."""
+
+
+def prob_histogram(prob: np.ndarray, truth: np.ndarray, bins: int = HIST_BINS
+                   ) -> np.ndarray:
+    """Counts of vessel and background pixels per probability level ``round(prob * bins)``.
+
+    Args:
+        prob: 1-D probabilities in [0, 1] (FOV pixels); truth: 1-D bool, same length.
+
+    Returns:
+        int64 (2, bins + 1): row 0 background, row 1 vessel. Histograms of several images add
+        up to the pooled one; :func:`histogram_points` turns it back into weighted points.
+    """
+    q = np.clip(np.rint(np.asarray(prob, dtype=np.float64) * bins), 0, bins).astype(np.int64)
+    truth = np.asarray(truth).astype(bool)
+    return np.stack([np.bincount(q[~truth], minlength=bins + 1),
+                     np.bincount(q[truth], minlength=bins + 1)]).astype(np.int64)
+
+
+def histogram_points(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prob, truth, weight) 1-D arrays of a :func:`prob_histogram`, for the ``sample_weight``
+    forms of :func:`pr_curve`, :func:`max_f1` and :func:`auc_roc`. Empty levels are dropped."""
+    hist = np.asarray(hist)
+    levels = np.arange(hist.shape[1], dtype=np.float64) / (hist.shape[1] - 1)
+    prob, truth, weight = [], [], []
+    for cls in (0, 1):
+        nz = hist[cls] > 0
+        prob.append(levels[nz])
+        truth.append(np.full(int(nz.sum()), bool(cls)))
+        weight.append(hist[cls][nz].astype(np.float64))
+    return np.concatenate(prob), np.concatenate(truth), np.concatenate(weight)
 
 
 def average_precision(prob: np.ndarray, truth: np.ndarray) -> float:
