@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from conftest import data_dir as _data_dir
 
+from vesselflow.vessel.outputs import OUTPUT_SUFFIXES
+
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,7 +144,9 @@ def test_segment_page_on_a_drive_image(app_url: str, tmp_path: Path) -> None:
             with zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes())) as zf:
                 names = set(zf.namelist())
                 run = json.loads(zf.read("run.json"))
-            assert {"mask.png", "prob.png", "prob.tif", "uncertainty.png", "run.json"} <= names
+            # The zip holds the CLI's own output files (one writer), named as `segment` names them.
+            stem = Path(image.name).stem
+            assert {f"{stem}{s}" for s in OUTPUT_SUFFIXES} | {"run.json"} <= names
             assert run["image"]["name"] == image.name
             assert (run["image"]["height"], run["image"]["width"]) == (584, 565)
         finally:
