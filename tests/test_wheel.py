@@ -53,6 +53,10 @@ def test_wheel_carries_weights_typing_license_and_entry_point(wheel: Path) -> No
                 assert path in names, path
                 assert z.read(path) == (REPO / path).read_bytes(), path
         assert "vesselflow/py.typed" in names
+        # The web app ships inside the package, with its pages and Streamlit settings.
+        for f in ("main.py", "streamlit.toml", "views/segment.py", "views/superres.py",
+                  "views/evaluate.py", "views/about.py"):
+            assert f"vesselflow/app/{f}" in names, f
         assert f"{info}/licenses/LICENSE" in names
         assert f"{info}/licenses/WEIGHTS_AND_DATA.md" in names
     assert "License-Expression: MIT" in metadata
