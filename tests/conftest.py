@@ -46,3 +46,19 @@ def drive_dir(shared_data_dir: Path) -> Path:
     if not (path / "training").is_dir() or not (path / "test").is_dir():
         pytest.skip(f"DRIVE not found at {path} (expected training/ and test/ inside)")
     return path
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> Path:
+    """A saved tiny vessel CNF (weights jittered off their init), threshold 0.5: its folder."""
+    import torch
+
+    from vesselflow.vessel.models import VesselConfig, build_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model(VesselConfig(kind="cnf", **TINY_VESSEL))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_model(model.eval(), tmp_path / "model", {"threshold": 0.5})
+    return tmp_path / "model"

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_VESSEL as TINY
 from PIL import Image
 from skimage.morphology import skeletonize
 from sklearn.metrics import matthews_corrcoef, recall_score
@@ -17,22 +16,10 @@ from sklearn.metrics import matthews_corrcoef, recall_score
 from vesselflow.cli import main
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 from vesselflow.vessel.evaluation.evaluate import drive_cases
-from vesselflow.vessel.models import VesselConfig, build_model, save_model
 
 KEYS = {"bpd", "max_f1", "f1", "threshold", "auc_roc", "average_precision", "ece",
         "sample_precision", "sample_recall", "human", "n_images", "n_samples", "specificity",
         "mcc", "cldice", "at_threshold"}
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    model = build_model(VesselConfig(kind="cnf", **TINY))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    save_model(model.eval(), tmp_path / "model", {"threshold": 0.5})
-    return tmp_path / "model"
 
 
 def test_evaluate_on_drive(drive_dir: Path, tiny_model: Path, tmp_path: Path) -> None:

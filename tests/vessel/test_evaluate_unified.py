@@ -8,23 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import TINY_VESSEL as TINY
 from PIL import Image
 
 from vesselflow.cli import main
-from vesselflow.vessel.models import VesselConfig, build_model, save_model
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    model = build_model(VesselConfig(kind="cnf", **TINY))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    save_model(model.eval(), tmp_path / "model", {"threshold": 0.5})
-    return tmp_path / "model"
 
 
 def _up2(path: Path, out: Path, palette: bool = False) -> None:
