@@ -14,8 +14,10 @@ the probabilities, exact for k/16 sample means: ``metrics.prob_histogram``); per
 the number of images with F1 < 0.5 (and < 0.6, HRF's target) and of *empty* maps: mask pixels
 below 0.5% of the dataset's FOV pixels (DRIVE's tracings cover ~12%).
 
-``--input-norm fov-standardise`` adds rows for "shipped model + FOV standardisation at
-inference" (vesselflow.vessel.data.normalise), a measurement for retraining, not the default.
+By default each model gets the input normalisation it was trained with (as ``segment``
+does); ``--input-norm model fov-standardise`` adds rows with FOV standardisation forced at
+inference (vesselflow.vessel.data.normalise), which measures what it does for a model that
+was trained without it.
 
 Outputs in ``--out`` (default results/generalisation/): generalisation.md, generalisation.json,
 generalisation.png; cache/ keeps one file per (model, norm, condition) so an interrupted or
@@ -55,11 +57,13 @@ class Item:
     fov: Path
 
 
-def drive_items(root: Path) -> list[Item]:
+def drive_items(root: Path, split: str = "test") -> list[Item]:
+    """DRIVE's ``split`` images ("test": the reported set; "val": the 4 validation images on
+    which training choices are made)."""
     from vesselflow.vessel.data.drive import drive_records
 
     return [Item(r["id"], Path(r["image"]), Path(r["label"]), Path(r["fov"]))
-            for r in drive_records(root, "test")]
+            for r in drive_records(root, split)]
 
 
 def hrf_items(root: Path) -> list[Item]:
@@ -81,8 +85,9 @@ def all_conditions() -> list[str]:
     return ["clean", *CORRUPTIONS, "hrf"]
 
 
-def condition_label(cond: str) -> str:
-    return {"clean": "DRIVE test", "hrf": "HRF"}.get(cond, f"DRIVE + {cond}")
+def condition_label(cond: str, split: str = "test") -> str:
+    name = "DRIVE" if split == "test" else f"DRIVE {split}"
+    return {"clean": f"DRIVE {split}", "hrf": "HRF"}.get(cond, f"{name} + {cond}")
 
 
 def corruption_seed(seed: int, cond: str, image_id: str) -> int:
@@ -149,13 +154,16 @@ def run_row(loaded, variant: str, cond: str, items: list[Item], args, norm: str 
 
     settings = {"version": CACHE_VERSION, "model_sha256": loaded.sha256,
                 "samples": args.samples, "seed": args.seed,
-                "input_norm": norm or "none", "condition": cond,
+                "input_norm": norm or f"model:{loaded.config.input_norm}", "condition": cond,
+                "drive_split": args.drive_split,
                 "ids": [i.id for i in items], "threshold": loaded.threshold}
-    stem = cache / variant / cond
+    lab = condition_label(cond, args.drive_split)
+    stem = cache / variant / (cond if args.drive_split == "test" or cond == "hrf"
+                              else f"{args.drive_split}-{cond}")
     if _file(stem, ".json").is_file() and _file(stem, ".npy").is_file():
         saved = json.loads(_file(stem, ".json").read_text())
         if saved.get("settings") == settings:
-            print(f"[{variant}] {condition_label(cond)}: cached ({len(items)} images)",
+            print(f"[{variant}] {lab}: cached ({len(items)} images)",
                   flush=True)
             return {"records": saved["records"], "hist": np.load(_file(stem, ".npy"))}
     if cached_only:
@@ -169,7 +177,7 @@ def run_row(loaded, variant: str, cond: str, items: list[Item], args, norm: str 
         saved = json.loads(_file(partial, ".json").read_text())
         if saved.get("settings") == settings:
             records, hist = saved["records"], np.load(_file(partial, ".npy"))
-            print(f"[{variant}] {condition_label(cond)}: resuming after {len(records)} "
+            print(f"[{variant}] {lab}: resuming after {len(records)} "
                   f"image(s)", flush=True)
     stem.parent.mkdir(parents=True, exist_ok=True)
     for k, it in enumerate(items):
@@ -184,7 +192,7 @@ def run_row(loaded, variant: str, cond: str, items: list[Item], args, norm: str 
                          seed=image_seed(args.seed, it.id), input_norm=norm, name=it.id)
         records.append(rec)
         hist = h if hist is None else hist + h
-        print(f"[{variant}] {condition_label(cond)} [{k + 1}/{len(items)}] {it.id}: "
+        print(f"[{variant}] {lab} [{k + 1}/{len(items)}] {it.id}: "
               f"F1 {rec['f1']:.3f}, mask {100 * rec['mask_fraction']:.1f}% of FOV"
               f"{' EMPTY' if rec['empty'] else ''}, x{rec['scale_factor']:.3f}, "
               f"{rec['seconds']:.1f} s", flush=True)
@@ -222,12 +230,14 @@ def markdown(result: dict) -> str:
         "| F1<0.5 | F1<0.6 | empty | s/img |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    split = result.get("drive_split", "test")
     for variant, rows in result["rows"].items():
         clean = rows.get("clean", {}).get("f1", float("nan"))
         for cond, r in rows.items():
             df = "" if cond in ("clean", "hrf") else f"{r['f1'] - clean:+.3f}"
             lines.append(
-                f"| {variant} | {condition_label(cond)} | {r['n_images']} | {_fmt(r['f1'])} "
+                f"| {variant} | {condition_label(cond, split)} | {r['n_images']} "
+                f"| {_fmt(r['f1'])} "
                 f"| {df} | {_fmt(r['max_f1'])} | {_fmt(r['auc'])} | {_fmt(r['mean_image_f1'])} "
                 f"| {_fmt(r['min_image_f1'])} | {r['n_f1_below_0.5']} | {r['n_f1_below_0.6']} "
                 f"| {r['n_empty']} | {r['seconds_per_image']:.1f} |")
@@ -292,7 +302,8 @@ def figure(result: dict, path: Path) -> None:
         ax.bar(np.arange(len(conds)) + (k - (len(variants) - 1) / 2) * width, ys, width,
                label=v)
     ax.set_xticks(np.arange(len(conds)),
-                  [condition_label(c).replace("DRIVE + ", "") for c in conds],
+                  [condition_label(c, result.get("drive_split", "test")).split(" + ")[-1]
+                   for c in conds],
                   rotation=45, ha="right")
     ax.set_ylabel("F1 at the a-priori threshold")
     ax.set_ylim(0, 1)
@@ -316,10 +327,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="run seed, as segment's --seed")
     p.add_argument("--conditions", nargs="+", default=None,
                    help="subset of: clean, <corruption names>, hrf (default all)")
-    p.add_argument("--input-norm", nargs="+", default=["none"],
-                   choices=["none", "fov-standardise"],
-                   help="inference-time input normalisation(s); several give several rows")
+    p.add_argument("--input-norm", nargs="+", default=["model"],
+                   choices=["model", "none", "fov-standardise"],
+                   help="inference-time input normalisation(s): model (the one the model was "
+                   "trained with, as segment uses it), none or fov-standardise (forced); "
+                   "several give several rows")
     p.add_argument("--limit", type=int, default=None, help="first N images per dataset")
+    p.add_argument("--drive-split", default="test", choices=["test", "val"],
+                   help="DRIVE images for the clean and corrupted rows: test (reported) or val "
+                   "(the 4 validation images, for choosing a training recipe)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--drive", type=Path, default=DATA / "DRIVE")
     p.add_argument("--hrf", type=Path, default=DATA / "HRF")
@@ -347,12 +363,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    datasets = {"drive": drive_items(args.drive)[: args.limit]}
+    datasets = {"drive": drive_items(args.drive, args.drive_split)[: args.limit]}
     if "hrf" in args.conditions:
         datasets["hrf"] = hrf_items(args.hrf)[: args.limit]
     shown = [a if " " not in a else f"'{a}'" for a in (argv if argv is not None
                                                         else sys.argv[1:])]
     result = {"command": " ".join(["python benchmarks/generalisation.py", *shown]),
+              "drive_split": args.drive_split,
               "samples": args.samples, "seed": args.seed, "limit": args.limit,
               "empty_fraction": EMPTY_FRACTION, "thresholds": {}, "models": {}, "rows": {},
               "images": {}, "missing": {}}
@@ -361,22 +378,23 @@ def main(argv: list[str] | None = None) -> dict:
         result["thresholds"][loaded.name] = loaded.threshold
         result["models"][loaded.name] = {"sha256": loaded.sha256, "kind": loaded.config.kind}
         for norm in args.input_norm:
-            variant = loaded.name if norm == "none" else f"{loaded.name}+{norm}"
+            variant = loaded.name if norm == "model" else f"{loaded.name}+{norm}"
             result["rows"][variant], result["images"][variant] = {}, {}
             done = {}
             for cond in args.conditions:  # in the order asked; the table in canonical order
                 items = datasets["hrf" if cond == "hrf" else "drive"]
+                lab = condition_label(cond, args.drive_split)
                 row = run_row(loaded, variant, cond, items, args,
-                              None if norm == "none" else norm, args.out / "cache",
+                              None if norm == "model" else norm, args.out / "cache",
                               cached_only=args.cached_only)
                 if row is None:
-                    print(f"[{variant}] {condition_label(cond)}: not in the cache, left out",
+                    print(f"[{variant}] {lab}: not in the cache, left out",
                           flush=True)
                     result["missing"].setdefault(variant, []).append(cond)
                     continue
                 s = summarise(row["records"], row["hist"])
                 done[cond] = (s, row["records"])
-                print(f"[{variant}] {condition_label(cond)}: F1 {s['f1']:.3f}, max-F1 "
+                print(f"[{variant}] {lab}: F1 {s['f1']:.3f}, max-F1 "
                       f"{s['max_f1']:.3f}, AUC {_fmt(s['auc'])}, {s['n_f1_below_0.5']} "
                       f"image(s) F1 < 0.5, {s['n_empty']} empty", flush=True)
             for cond in all_conditions():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -84,3 +85,36 @@ def test_two_process_ddp_keeps_replicas_identical(drive_dir: Path, tmp_path: Pat
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["replicas_identical"] is True
     assert summary["steps"] == 3
+
+
+def test_train_with_the_generalisation_recipe(drive_dir: Path, tmp_path: Path) -> None:
+    """Photometric augmentation, a wider scale range, FOV standardisation and the U-Net:
+    the run trains, and the model it writes carries the recipe into inference."""
+    run = tmp_path / "run"
+    summary = train(_opts(drive_dir, run, model="factored", steps=2, photometric="camera",
+                          scale=(0.75, 1.5), model_overrides={
+                              **TINY, "conditioning": "unet", "input_norm": "fov-standardise"}))
+    assert summary["steps"] == 2
+    cfg = json.loads((run / "best" / "config.json").read_text())
+    assert cfg["model"]["conditioning"] == "unet"
+    assert cfg["model"]["input_norm"] == "fov-standardise"
+    train_opts = json.loads((run / "config.json").read_text())["train"]
+    assert train_opts["photometric"] == "camera" and list(train_opts["scale"]) == [0.75, 1.5]
+
+
+def test_cli_passes_the_recipe_flags(monkeypatch, tmp_path: Path) -> None:
+    cli = importlib.import_module("vesselflow.cli.main")
+
+    seen = {}
+    monkeypatch.setattr("vesselflow.vessel.training.train", lambda o: seen.setdefault("o", o))
+    rc = cli.main(["train", "--model", "cnf", "--drive", str(tmp_path), "--out",
+                   str(tmp_path / "r"), "--conditioning", "unet", "--input-norm",
+                   "fov-standardise", "--photometric", "camera", "--scale-range", "0.75", "1.5",
+                   "--norm", "group"])
+    assert rc == 0
+    o = seen["o"]
+    assert o.photometric == "camera" and o.scale == (0.75, 1.5)
+    assert o.model_overrides == {"conditioning": "unet", "input_norm": "fov-standardise",
+                                 "norm": "group"}
+    assert cli.main(["train", "--model", "cnf", "--drive", str(tmp_path), "--out",
+                     str(tmp_path / "r"), "--scale-range", "1.5", "0.7"]) == 2

@@ -30,6 +30,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        log_every=50)
     p.add_argument("--width", type=int, help="conditioning-network width (default 32)")
     p.add_argument("--flow-steps", type=int, help="flow steps K per level (default 6)")
+    p.add_argument("--conditioning", choices=["vgg", "unet"],
+                   help="conditioning network: vgg (the paper's, default) or unet (compact "
+                   "U-Net, larger receptive field)")
+    p.add_argument("--norm", choices=["batch", "instance", "group"],
+                   help="normalisation in the conditioning network (default batch)")
+    p.add_argument("--input-norm", choices=["none", "fov-standardise"],
+                   help="image normalisation before the model, in training and inference "
+                   "(default none; fov-standardise: each channel standardised inside the FOV "
+                   "to DRIVE's statistics)")
+    p.add_argument("--photometric", choices=["none", "camera"], default="none",
+                   help="photometric augmentation: none (the paper's geometry only) or camera "
+                   "(exposure, contrast, gamma, colour cast, grey, blur, noise, JPEG)")
+    p.add_argument("--scale-range", type=float, nargs=2, default=(0.8, 1.2),
+                   metavar=("LO", "HI"), help="range of the random isotropic scale "
+                   "(paper: 0.8 1.2; 0.75 1.5 covers 30-50 degree cameras)")
     p.set_defaults(func=_cmd_train)
 
 
@@ -40,9 +55,15 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from vesselflow.vessel.training import TrainOptions, train
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    overrides = {k: v for k, v in {"width": a.width, "steps": a.flow_steps}.items()
-                 if v is not None}
+    overrides = {k: v for k, v in {"width": a.width, "steps": a.flow_steps,
+                                   "conditioning": a.conditioning, "norm": a.norm,
+                                   "input_norm": a.input_norm}.items() if v is not None}
+    if not 0 < a.scale_range[0] <= a.scale_range[1]:
+        print(f"vesselflow train: error: --scale-range must be 0 < LO <= HI, got "
+              f"{a.scale_range}", file=sys.stderr)
+        return 2
     opts = TrainOptions(model=a.model, drive=a.drive, out=a.out, model_overrides=overrides,
+                        photometric=a.photometric, scale=tuple(a.scale_range),
                         **loop_options(a))
     try:
         train(opts)

@@ -274,8 +274,9 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
 
     ``fov_degrees``: the camera's field of view (DRIVE's is 45); folded into the rescale by
     :func:`vesselflow.vessel.scale.target_fov_diameter` so that a degree of retina spans as many
-    pixels as in DRIVE. ``input_norm``: None/"none" (default) or "fov-standardise"
-    (:mod:`vesselflow.vessel.data.normalise`), applied to the rescaled image inside its FOV.
+    pixels as in DRIVE. ``input_norm``: "none" or "fov-standardise"
+    (:mod:`vesselflow.vessel.data.normalise`), applied to the rescaled image inside its FOV;
+    None (default) uses the model's own (``config.input_norm``), what it was trained with.
 
     Raises:
         AnalysisError: naming ``name``, for an empty FOV or a rescale beyond
@@ -306,6 +307,8 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
     else:
         shape = tuple(fov.shape)
         x, fov_x, info = image, fov, ScaleInfo(shape, shape, 1.0, fov_diameter(fov))
+    if input_norm is None:
+        input_norm = getattr(model.config, "input_norm", "none")
     x = apply_input_norm(x, fov_x, input_norm)
     t0 = time.perf_counter()
     stats = sample_stats(model, x, n=n, temperature=temperature, batch_size=batch_size,

@@ -26,6 +26,11 @@ class TrainOptions(LoopOptions):
 
     drive: Path = field(kw_only=True)
     val_samples: int = 4
+    # Augmentation (issue 13): "none" = the paper's geometry only; "camera" adds the
+    # photometric augmentation of vesselflow.vessel.data.photometric. ``scale`` is the range
+    # of the affine's isotropic scale (paper: 0.8-1.2).
+    photometric: str = "none"
+    scale: tuple[float, float] = (0.8, 1.2)
 
 
 class VesselTask:
@@ -37,16 +42,19 @@ class VesselTask:
 
     def __init__(self, opts: TrainOptions) -> None:
         self.opts = opts
+        self.model_config: VesselConfig | None = None
 
     def config(self, saved: dict[str, Any] | None) -> VesselConfig:
         if saved is not None:
-            return VesselConfig.from_dict(saved)
+            self.model_config = VesselConfig.from_dict(saved)
+            return self.model_config
         if self.opts.model not in TRAIN_PRESETS:
             raise ValueError(f"unknown model {self.opts.model!r}: one of "
                              f"{', '.join(TRAIN_PRESETS)}")
         preset = TRAIN_PRESETS[self.opts.model]
-        return VesselConfig.from_dict({**VesselConfig().to_dict(), **self.opts.model_overrides,
-                                       **preset})
+        self.model_config = VesselConfig.from_dict(
+            {**VesselConfig().to_dict(), **self.opts.model_overrides, **preset})
+        return self.model_config
 
     def build(self, config: VesselConfig) -> torch.nn.Module:
         return build_model(config)
@@ -55,13 +63,24 @@ class VesselTask:
         """Endless stream of augmented training batches (dict of (B, C, P, P) tensors)."""
         from vesselflow.vessel.data.augment import TrainAugment
         from vesselflow.vessel.data.drive import DriveDataset
+        from vesselflow.vessel.data.photometric import PHOTOMETRIC, PhotometricAugment
 
         opts = self.opts
         data = DriveDataset(opts.drive, "train")
         items = [data[i] for i in range(len(data))]
         # Different seed per rank and per resume point: no rank or restart repeats a stream.
         seed = opts.seed * 1000003 + rank * 7919 + start_step
-        aug = (self.augment_class or TrainAugment)(patch_size=opts.patch_size, seed=seed)
+        if opts.photometric not in PHOTOMETRIC:
+            raise ValueError(f"photometric must be one of {PHOTOMETRIC}, got "
+                             f"{opts.photometric!r}")
+        extra: dict[str, Any] = {}
+        if opts.photometric == "camera":
+            extra["photometric"] = PhotometricAugment()
+        norm = self.model_config.input_norm if self.model_config is not None else "none"
+        if norm != "none":
+            extra["input_norm"] = norm
+        aug = (self.augment_class or TrainAugment)(patch_size=opts.patch_size, seed=seed,
+                                                   scale=tuple(opts.scale), **extra)
         rng = np.random.default_rng(seed)
         while True:
             picks = rng.integers(0, len(items), size=opts.batch_size)

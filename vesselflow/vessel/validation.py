@@ -11,6 +11,7 @@ import torch
 
 from vesselflow.flows import bits_per_dim
 
+from .data.normalise import apply_input_norm
 from .evaluation.metrics import binary_scores, in_fov, max_f1
 from .inference import log_likelihood, sample_stats
 
@@ -29,6 +30,10 @@ def _maps(model, drive, device, n_samples, seed):
     for item in _val_items(Path(drive).resolve()):
         image, label = item["image"], item["label"][0]
         fov = item["fov"][0].bool().numpy()
+        norm = getattr(model.config, "input_norm", "none")
+        if norm != "none":  # what segment_image does, with DRIVE's official FOV
+            hwc = apply_input_norm(image.permute(1, 2, 0).numpy(), fov, norm)
+            image = torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))
         stats = sample_stats(model, image, n=n_samples, seed=seed, device=device)
         probs.append(in_fov(stats.mean, fov))
         truths.append(in_fov(label.numpy(), fov))

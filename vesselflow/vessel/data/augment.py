@@ -32,12 +32,15 @@ import numpy as np
 import torch
 from monai.transforms import RandomizableTrait, Transform
 
+from .normalise import INPUT_NORMS, fov_standardise, load_reference_stats
+from .photometric import PhotometricAugment
 from .warp import affine_matrix, warp_full, warp_region
 
 IMAGE_KEY = "image"
 MASK_KEYS = ("label", "fov", "label2")
 _MAX_SHEAR_DEG = 40.0
 _CV_DTYPES = (np.float32, np.float64, np.uint8)  # mask dtypes cv2.warpAffine takes as they are
+_NORM_PIXELS = 4096  # FOV pixels of the whole photo the standardisation statistics come from
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -59,6 +62,10 @@ class TrainAugment(RandomizableTrait, Transform):
         shear_std_deg: Standard deviation of the shear angle in degrees (0 disables shear).
         seed: Seed of the numpy generator (see the module docstring for workers).
         flip: Random horizontal flip with probability 0.5.
+        photometric: image-only camera augmentation applied to the warped patch
+            (:mod:`vesselflow.vessel.data.photometric`); None for the paper's geometry only.
+        input_norm: "none" or "fov-standardise": the patch is standardised with the FOV
+            statistics of its whole (photometrically augmented) photo, as inference does.
 
     Call with a dict holding ``image`` (3, H, W) float and optionally ``label``, ``fov``,
     ``label2`` as (1, H, W) or (H, W), numpy or torch. Returns a new dict with the same keys:
@@ -74,7 +81,11 @@ class TrainAugment(RandomizableTrait, Transform):
         shear_std_deg: float = 10.0,
         seed: int | None = None,
         flip: bool = True,
+        photometric: PhotometricAugment | None = None,
+        input_norm: str = "none",
     ) -> None:
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
         if patch_size is not None and patch_size < 1:
             raise ValueError(f"patch_size must be positive or None, got {patch_size}")
         if scale is not None and not 0 < scale[0] <= scale[1]:
@@ -85,6 +96,9 @@ class TrainAugment(RandomizableTrait, Transform):
         self.shear_std_deg = float(shear_std_deg)
         self.flip = flip
         self.seed = seed
+        self.photometric = photometric
+        self.input_norm = input_norm
+        self._ref = load_reference_stats() if input_norm == "fov-standardise" else None
         self._rng: np.random.Generator | None = None
         self._owner: tuple[int, int | None] | None = None
 
@@ -92,7 +106,8 @@ class TrainAugment(RandomizableTrait, Transform):
         return (
             f"TrainAugment(patch_size={self.patch_size}, rotate={self.rotate}, "
             f"scale={self.scale}, shear_std_deg={self.shear_std_deg}, flip={self.flip}, "
-            f"seed={self.seed})"
+            f"seed={self.seed}, photometric={self.photometric is not None}, "
+            f"input_norm={self.input_norm!r})"
         )
 
     # -- randomness ---------------------------------------------------------------------------
@@ -156,14 +171,38 @@ class TrainAugment(RandomizableTrait, Transform):
 
         params = self.sample_params()
         hwc, patches = self._geometry(image, masks, params)
-        # Image-only (photometric) transforms belong here: they see the final (P, P, C) patch,
-        # after the geometry and with the masks untouched.
+        hwc = self._photometric(image, masks.get("fov"), hwc, patches.get("fov"))
 
         result = dict(data)
         result[IMAGE_KEY] = torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))
         for key, m in patches.items():
             result[key] = torch.from_numpy(m[None].astype(np.float32))
         return result
+
+    def _photometric(self, image: np.ndarray, fov: np.ndarray | None, patch: np.ndarray,
+                     patch_fov: np.ndarray | None) -> np.ndarray:
+        """Image-only steps on the warped (P, P, C) patch: camera augmentation, then the
+        input normalisation with statistics of the whole photo (its FOV pixels, sampled and
+        put through the same colour transform). Masks are untouched."""
+        if self.photometric is None and self.input_norm == "none":
+            return patch
+        extra = None
+        if self.input_norm != "none":
+            flat = image.reshape(image.shape[0], -1)
+            where = np.flatnonzero(fov > 0.5) if fov is not None else np.arange(flat.shape[1])
+            if where.size == 0:
+                where = np.arange(flat.shape[1])
+            idx = where[self.rng.integers(where.size, size=_NORM_PIXELS)]  # with replacement
+            extra = np.ascontiguousarray(flat[:, idx].T)  # (N, C)
+        if self.photometric is not None:
+            self.photometric.set_random_state(int(self.rng.integers(2**31)))
+            patch, extra = self.photometric(patch, extra)
+        if self.input_norm == "fov-standardise":
+            assert extra is not None
+            inside = np.ones(patch.shape[:2], bool) if patch_fov is None else patch_fov > 0
+            stats = (extra.mean(0, dtype=np.float64), extra.std(0, dtype=np.float64))
+            patch = fov_standardise(patch, inside, self._ref, stats=stats)
+        return patch
 
     def _geometry(self, image: np.ndarray, masks: dict[str, np.ndarray],
                   params: dict[str, float | bool]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -15,8 +15,12 @@ stored in ``vesselflow/weights/drive-fov-stats.json`` by
 ``python -m vesselflow.vessel.data.normalise --drive ../shared/data/DRIVE``, so inference does
 not need DRIVE; a test recomputes it.
 
-Off by default everywhere: this is a measurement (benchmarks/generalisation.py --input-norm)
-for the retraining of issue 13, not a change of the shipped analysis.
+A model trained with it says so in its config (``VesselConfig.input_norm``) and gets it at
+inference everywhere (``segment``, ``evaluate``, the app, validation); models trained without
+it do not, unless ``benchmarks/generalisation.py --input-norm fov-standardise`` asks (the
+measurement of what it does for a model that never saw standardised images). In training,
+:class:`~vesselflow.vessel.data.augment.TrainAugment` standardises each patch with the
+statistics of a sample of its whole photo's FOV pixels, after the photometric augmentation.
 """
 
 from __future__ import annotations
@@ -86,22 +90,26 @@ def load_reference_stats(path: str | Path = STATS_PATH) -> dict:
     return ref
 
 
-def fov_standardise(image: np.ndarray, fov: np.ndarray, ref: dict | None = None) -> np.ndarray:
+def fov_standardise(image: np.ndarray, fov: np.ndarray, ref: dict | None = None,
+                    stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Standardise each channel inside ``fov`` to ``ref``'s FOV statistics (module docstring).
 
     Args:
         image: (H, W, 3) float in [0, 1]; fov: (H, W) bool.
         ref: ``{"mean": (3,), "std": (3,)}`` on 0-1; default the stored DRIVE statistics.
+        stats: the image's own (mean, std) per channel; default computed inside ``fov``.
+            Training passes those of the whole photo while ``image`` is a patch of it.
 
     Returns:
         float32 (H, W, 3) in [0, 1], 0 outside the FOV.
     """
     ref = load_reference_stats() if ref is None else ref
-    mean, std = fov_channel_stats(image, fov)
+    fov = np.asarray(fov, dtype=bool)
+    mean, std = fov_channel_stats(image, fov) if stats is None else stats
     gain = np.asarray(ref["std"], np.float64) / np.maximum(std, _MIN_STD)
     out = (np.asarray(image, np.float64) - mean) * gain + np.asarray(ref["mean"], np.float64)
     out = np.clip(out, 0.0, 1.0)
-    out[~np.asarray(fov, dtype=bool)] = 0.0
+    out[~fov] = 0.0
     return out.astype(np.float32)
 
 

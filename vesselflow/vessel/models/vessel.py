@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from vesselflow.flows import FlowConfig, MultiScaleFlow, bits_per_dim, build_dequantizer
 
-from .conditioning import ConditioningNet
+from .conditioning import build_conditioning
 
 MULTIPLE = 4  # 2^L for the two flow levels, and the two max-pools of the conditioning net
 
@@ -27,7 +27,12 @@ class VesselConfig:
     Attributes:
         kind: "cnf" (conditional flow) or "factored" (per-pixel Bernoulli baseline).
         width: conditioning-network width w (features w at 1/2 and 2w at 1/4 resolution).
-        norm: normalisation in the conditioning network, "batch" or "instance".
+        norm: normalisation in the conditioning network, "batch", "instance" or "group".
+        conditioning: "vgg" (the paper's network) or "unet" (a compact U-Net with a larger
+            receptive field); :mod:`.conditioning`.
+        input_norm: what the image goes through before the model, at training and at
+            inference alike: "none" or "fov-standardise" (each colour channel standardised
+            inside the FOV to DRIVE's statistics, :mod:`vesselflow.vessel.data.normalise`).
         steps: flow steps K per level (the flow has L = 2 levels).
         hidden: width of the flow's coupling/prior networks, per level. The first level runs
             at 1/2 resolution and dominates sampling cost, hence the narrower default there.
@@ -48,6 +53,8 @@ class VesselConfig:
     deq_width: int = 16
     beta: float = 0.1
     likelihood: str = "weighted"
+    conditioning: str = "vgg"
+    input_norm: str = "none"
 
     @classmethod
     def from_dict(cls, d: dict) -> VesselConfig:
@@ -79,7 +86,7 @@ class VesselCNF(nn.Module):
     def __init__(self, config: VesselConfig) -> None:
         super().__init__()
         self.config = config
-        self.cond = ConditioningNet(width=config.width, norm=config.norm)
+        self.cond = build_conditioning(config.conditioning, config.width, config.norm)
         self.flow = MultiScaleFlow(FlowConfig(
             channels=1, levels=2, steps=config.steps, hidden=config.hidden,
             context_channels=self.cond.channels, coupling="additive"))
@@ -149,7 +156,7 @@ class VesselFactored(nn.Module):
             raise ValueError(f"factored likelihood must be 'weighted' or 'bernoulli', got "
                              f"{config.likelihood!r}")
         self.config = config
-        self.cond = ConditioningNet(width=config.width, norm=config.norm)
+        self.cond = build_conditioning(config.conditioning, config.width, config.norm)
         a, b = self.cond.channels
         self.head_half = nn.Sequential(nn.Conv2d(a + b, a, 3, padding=1), nn.ReLU(inplace=True))
         self.head_full = nn.Sequential(nn.Conv2d(a, a, 3, padding=1), nn.ReLU(inplace=True),
@@ -232,6 +239,10 @@ TRAIN_PRESETS: dict[str, dict[str, str]] = {
 
 
 def build_model(config: VesselConfig) -> VesselModel:
+    from vesselflow.vessel.data.normalise import INPUT_NORMS
+
+    if config.input_norm not in INPUT_NORMS:
+        raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {config.input_norm!r}")
     if config.kind == "cnf":
         return VesselCNF(config)
     if config.kind == "factored":
