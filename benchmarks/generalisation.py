@@ -40,11 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vesselflow.vessel.evaluation.field import EMPTY_FRACTION, analyse
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-CACHE_VERSION = 1  # bump when the analysis or scoring changes: cached rows are redone
-EMPTY_FRACTION = 0.005
-"""A map is *empty* when its mask covers less than 0.5% of the dataset's FOV pixels."""
+CACHE_VERSION = 2  # bump when the analysis or scoring changes: cached rows are redone
+# 2: records carry the quality features of vesselflow.vessel.quality (issue 14)
 
 
 @dataclass(frozen=True)
@@ -93,31 +94,6 @@ def condition_label(cond: str, split: str = "test") -> str:
 def corruption_seed(seed: int, cond: str, image_id: str) -> int:
     digest = hashlib.sha256(f"vesselflow-generalisation/{seed}/{cond}/{image_id}".encode())
     return int.from_bytes(digest.digest()[:4], "little")
-
-
-def analyse(loaded, image: np.ndarray, label: np.ndarray, fov_true: np.ndarray, *,
-            samples: int, seed: int, input_norm: str | None, name: str) -> dict:
-    """One image on segment's path, scored inside ``fov_true``; returns its record + histogram."""
-    from vesselflow.vessel.evaluation.metrics import binary_scores, prob_histogram
-    from vesselflow.vessel.fov import detect_fov
-    from vesselflow.vessel.inference import segment_image
-
-    t0 = time.perf_counter()
-    fov = detect_fov(image)  # as segment: the FOV of the image itself, not the dataset's mask
-    res = segment_image(loaded.model, image, n=samples, seed=seed, fov=fov, name=name,
-                        input_norm=input_norm)
-    prob = np.clip(res.original(res.mean), 0.0, 1.0).astype(np.float32)
-    mask = (prob >= loaded.threshold) & fov  # segment's _mask.png
-    truth, pred = label[fov_true], mask[fov_true]
-    s = binary_scores(pred, truth)
-    n_fov = int(fov_true.sum())
-    rec = {"id": name, "f1": s["f1"], "precision": s["precision"], "recall": s["recall"],
-           "tp": int(np.sum(pred & truth)), "fp": int(np.sum(pred & ~truth)),
-           "fn": int(np.sum(~pred & truth)), "fov_pixels": n_fov,
-           "mask_fraction": float(pred.sum() / n_fov), "scale_factor": round(res.scale.factor, 4),
-           "seconds": round(time.perf_counter() - t0, 2)}
-    rec["empty"] = rec["mask_fraction"] < EMPTY_FRACTION
-    return rec, prob_histogram(prob[fov_true], truth)
 
 
 def summarise(records: list[dict], hist: np.ndarray) -> dict:

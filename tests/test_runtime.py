@@ -47,7 +47,7 @@ def test_segment_device_mps_runs_on_the_cpu_here(tmp_path: Path, capsys) -> None
     torch.manual_seed(0)
     save_model(build_model(VesselConfig(kind="factored", **TINY)), tmp_path / "m",
                {"threshold": 0.4})
-    img = synthetic_fundus((128, 128), seed=0)["image"]
+    img = synthetic_fundus((176, 176), seed=0)["image"]
     Image.fromarray(np.round(img * 255).astype(np.uint8)).save(tmp_path / "a.png")
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())

@@ -101,13 +101,13 @@ def png(arr: np.ndarray, mode: str | None = None) -> bytes:
     return buf.getvalue()
 
 
-def fundus(size: int = 160, seed: int = 1) -> dict[str, np.ndarray]:
+def fundus(size: int = 176, seed: int = 1) -> dict[str, np.ndarray]:
     from vesselflow.vessel.data.synthetic import synthetic_fundus
 
     return synthetic_fundus((size, size), seed=seed)
 
 
-def fundus_png(size: int = 160, seed: int = 1) -> bytes:
+def fundus_png(size: int = 176, seed: int = 1) -> bytes:
     return png(np.round(fundus(size, seed)["image"] * 255).astype(np.uint8))
 
 
@@ -137,8 +137,9 @@ def test_segment_upload_sample_threshold_and_downloads() -> None:
     assert {"input image", "vessel probability map", "uncertainty map", "binary vessel mask",
             "overlay", "sample 1"} <= alts(at)
     assert any("mean of 4 samples" in c for c in captions(at))
-    # An untrained model is very uncertain: the image is flagged for expert review.
-    assert any("Flag for expert review" in w.value for w in at.warning)
+    # A model without a quality reference cannot vouch for its maps: flagged, with the reason.
+    assert any("Review this map" in w.value and "no quality reference" in w.value
+               for w in at.warning)
     slider = threshold_slider(at)
     assert slider.value == pytest.approx(0.5)  # the model's a-priori threshold
     area = at.metric[0].value
@@ -190,28 +191,41 @@ def test_threshold_and_review_reference_come_from_the_model(
     from vesselflow.vessel.models import VesselConfig, build_model, save_model
 
     torch.manual_seed(0)
+    from vesselflow.vessel.quality import FEATURES, REFERENCE_FILE
+
     save_model(build_model(VesselConfig(kind="cnf", **TINY)), tmp_path / "m",
                meta={"threshold": 0.3125, "uncertainty_reference": 0.9})
+    # A quality reference that accepts everything but a map denser than 99% of the FOV.
+    ranges = {f: [-1e9, 1e9] for f in FEATURES}
+    (tmp_path / "m" / REFERENCE_FILE).write_text(json.dumps({"ranges": ranges}))
     monkeypatch.setenv("VESSELFLOW_APP_MODELS", json.dumps({"Calibrated": str(tmp_path / "m")}))
     at = run_app()
     at.select_slider(key="n_samples").set_value(2)
     at.radio(key="source").set_value("synthetic").run()
     assert_clean(at)
     assert threshold_slider(at).value == pytest.approx(0.3125)
-    assert any("Uncertainty in the usual range" in x.value for x in at.success)
-    assert not any("Flag for expert review" in w.value for w in at.warning)
-    assert any("stored with the model" in c.value for c in at.caption)
+    assert any("No reason for review" in x.value for x in at.success)
+    assert not any("Review this map" in w.value for w in at.warning)
+    # The verdict follows the threshold: at 0 every FOV pixel is vessel, far above the range.
+    ranges["density"] = [0.0, 0.99]
+    (tmp_path / "m" / REFERENCE_FILE).write_text(json.dumps({"ranges": ranges}))
+    from vesselflow.app import segmenting
+
+    segmenting._reference.clear()
+    threshold_slider(at).set_value(0.0).run()
+    assert any("Review this map" in w.value and "far more vessel" in w.value
+               for w in at.warning)
 
 
 def _bad_files() -> dict[str, bytes]:
-    rgb = np.round(fundus(140)["image"] * 255).astype(np.uint8)
+    rgb = np.round(fundus(176)["image"] * 255).astype(np.uint8)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])
     sixteen = (rgb[..., 1].astype(np.uint16) * 257)
     huge = io.BytesIO()
     Image.new("1", (7000, 7000)).save(huge, format="PNG")
     return {
         "notes.png": b"patient notes, definitely not an image\n" * 20,
-        "corrupt.png": fundus_png(140)[:300],
+        "corrupt.png": fundus_png(176)[:300],
         "huge.png": huge.getvalue(),
         "gray.png": png(rgb[..., 1]),
         "rgba.png": png(rgba),
@@ -248,14 +262,14 @@ def test_segment_all_uploaded_images() -> None:
     at.select_slider(key="n_samples").set_value(1)
     at.checkbox(key="rescale").set_value(False)
     at.file_uploader(key="uploads").set_value(
-        [("a.png", fundus_png(140, 1), "image/png"), ("b.png", fundus_png(140, 2),
+        [("a.png", fundus_png(176, 1), "image/png"), ("b.png", fundus_png(176, 2),
                                                       "image/png")]).run()
     assert_clean(at)
     at.button(key="batch_run").click().run()
     assert_clean(at)
     table = at.dataframe[0].value
     assert list(table["image"]) == ["a.png", "b.png"]
-    assert set(table["review"]) <= {"flag: expert review", "usual"}
+    assert set(table["review"]) <= {"review", "ok"} and "reasons" in table
     assert "All results (zip)" in [b.label for b in at.download_button]
 
 
@@ -287,7 +301,7 @@ def test_missing_shipped_weights_are_explained(monkeypatch: pytest.MonkeyPatch,
 
 # ----------------------------------------------------------------------------- Evaluate
 def test_evaluate_with_uploaded_tracings() -> None:
-    d = fundus(160, seed=4)
+    d = fundus(176, seed=4)
     label2 = d["label"].copy()
     label2[::7] = False  # a second grader who misses some pixels
     at = run_app("views/evaluate.py")
@@ -598,7 +612,8 @@ def test_download_files_are_at_the_original_size_with_run_json(tiny_models) -> N
                                  "threshold": 0.4}
     assert run["image"] == {"name": "eye.jpg", "sha256": "abc123", "height": 80, "width": 100}
     assert {"vesselflow", "torch", "numpy", "python"} <= set(run["environment"])
-    assert run["summary"]["flagged_for_review"] is True  # random maps: high uncertainty
+    assert run["summary"]["review"] == "review"  # the tiny model has no quality reference
+    assert run["summary"]["reasons"] == ["no_reference"]
     assert inputs.stem("scan.nii.gz") == "scan" and inputs.stem("a.b.PNG") == "a.b"
 
 
@@ -608,8 +623,12 @@ def test_a_tiny_field_of_view_is_not_blown_up(tiny_models) -> None:
 
     image = np.full((1200, 1600, 3), 0.5, np.float32)
     fov = np.zeros((1200, 1600), bool)
-    fov[600:630, 800:830] = True  # an uploaded FOV mask 30 px across: 18x enlargement
+    fov[600:630, 800:830] = True  # an uploaded FOV mask 30 px across: refused outright
     loaded = load_model(tiny_models["Tiny CNF"])
+    with pytest.raises(guard.AppError, match=r"only 30 px across.*150 px"):
+        segmenting.segment_image(loaded.model, image, segmenting.SamplingParams(n=1), fov=fov)
+    yy, xx = np.mgrid[:1200, :1600]
+    fov = (yy - 600) ** 2 + (xx - 800) ** 2 <= 80**2  # 160 px: enough, but a 3.4x enlargement
     with pytest.raises(guard.AppError, match="would enlarge the image"):
         segmenting.segment_image(loaded.model, image, segmenting.SamplingParams(n=1), fov=fov)
 

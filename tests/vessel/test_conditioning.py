@@ -80,9 +80,9 @@ def test_segment_applies_the_models_input_norm(monkeypatch) -> None:
 
     monkeypatch.setattr(inference, "sample_stats", fake_stats)
     rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:64, :64]
-    fov = (yy - 32) ** 2 + (xx - 32) ** 2 < 28**2
-    image = (0.9 * rng.random((64, 64, 3)) * fov[..., None]).astype(np.float32)
+    yy, xx = np.mgrid[:176, :176]
+    fov = (yy - 88) ** 2 + (xx - 88) ** 2 < 82**2
+    image = (0.9 * rng.random((176, 176, 3)) * fov[..., None]).astype(np.float32)
     for norm, changed in (("none", False), ("fov-standardise", True)):
         model = build_model(VesselConfig(input_norm=norm, **TINY_VESSEL)).eval()
         inference.segment_image(model, image, n=1, fov=fov, rescale=False)

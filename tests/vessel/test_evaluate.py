@@ -65,9 +65,9 @@ def test_evaluate_bpd_is_reproducible_by_seed(tiny_model: Path, tmp_path: Path) 
     """The CNF's bound draws dequantization noise: the draw follows --seed, nothing else."""
     from vesselflow.vessel.evaluation.evaluate import Case, evaluate
 
-    d = synthetic_fundus((64, 64), seed=1)
+    d = synthetic_fundus((176, 176), seed=1)
     case = Case("a", d["image"].astype(np.float32), d["label"].astype(bool),
-                np.ones((64, 64), bool))
+                np.ones((176, 176), bool))
     run = []
     for i, (seed, global_seed) in enumerate(((0, 1), (0, 2), (1, 1))):
         torch.manual_seed(global_seed)  # the global RNG's state must not matter
@@ -77,7 +77,7 @@ def test_evaluate_bpd_is_reproducible_by_seed(tiny_model: Path, tmp_path: Path) 
 
 
 def test_evaluate_pairs_csv_detects_the_fov(tiny_model: Path, tmp_path: Path) -> None:
-    d = synthetic_fundus((96, 96), seed=3)
+    d = synthetic_fundus((176, 176), seed=3)
     Image.fromarray((d["image"] * 255).astype(np.uint8)).save(tmp_path / "a.png")
     Image.fromarray(d["label"].astype(np.uint8) * 255).save(tmp_path / "a_label.png")
     (tmp_path / "pairs.csv").write_text("image,label\na.png,a_label.png\n")

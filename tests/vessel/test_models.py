@@ -179,17 +179,22 @@ def test_segment_image_rescales_and_guards_the_fov() -> None:
     from vesselflow.vessel.inference import AnalysisError, segment_image
 
     m = _perturbed("cnf")
-    d = synthetic_fundus((160, 200), seed=0)
+    d = synthetic_fundus((176, 208), seed=0)
     r = segment_image(m, d["image"], n=2, batch_size=2, keep=1, name="tiny.png")
     assert r.mean.shape == r.fov.shape == r.image.shape[:2] and r.samples.shape[0] == 1
-    assert r.original(r.mean).shape == (160, 200) and r.fov_source == "detected"
+    assert r.original(r.mean).shape == (176, 208) and r.fov_source == "detected"
     assert 0 <= r.mean_uncertainty <= 0.5
-    small_fov = np.zeros((160, 200), bool)
+    small_fov = np.zeros((176, 208), bool)
     small_fov[80:84, 100:104] = True
-    with pytest.raises(AnalysisError, match=r"tiny\.png: .*enlarge"):
+    with pytest.raises(AnalysisError, match=r"tiny\.png: .* only 4 px across .* 150 px"):
         segment_image(m, d["image"], n=1, fov=small_fov, name="tiny.png")
     with pytest.raises(AnalysisError, match="empty"):
-        segment_image(m, d["image"], n=1, fov=np.zeros((160, 200), bool), name="tiny.png")
+        segment_image(m, d["image"], n=1, fov=np.zeros((176, 208), bool), name="tiny.png")
+    # A 160 px FOV in a 1200x1600 frame passes the minimum but would be enlarged 3.4x.
+    yy, xx = np.mgrid[:1200, :1600]
+    disc = (yy - 600) ** 2 + (xx - 800) ** 2 <= 80**2
+    with pytest.raises(AnalysisError, match=r"big\.png: .*enlarge"):
+        segment_image(m, np.zeros((1200, 1600, 3), np.float32), n=1, fov=disc, name="big.png")
 
 
 def test_dequantization_bound_is_below_the_exact_likelihood() -> None:

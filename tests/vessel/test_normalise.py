@@ -62,7 +62,7 @@ def test_stored_drive_statistics_are_recomputed_from_the_images(drive_dir) -> No
 
 
 def test_segment_image_feeds_the_model_the_standardised_image(tiny_factored) -> None:
-    d = synthetic_fundus((128, 128), seed=0)
+    d = synthetic_fundus((176, 176), seed=0)
     seg = segment_image(tiny_factored, d["image"], n=1, fov=d["fov"], rescale=False,
                         input_norm="fov-standardise")
     assert np.allclose(seg.image, fov_standardise(d["image"], d["fov"]), atol=1e-6)

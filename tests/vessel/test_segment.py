@@ -2,8 +2,8 @@
 
 Everything runs on tiny untrained models saved to a temp folder (the shipped weights are not
 needed) and small synthetic fundus images, so the whole file takes well under a minute on the
-2-core CPU. 128 px images are brought to DRIVE's FOV scale (~580 px) before sampling, as any
-small photograph would be.
+2-core CPU. 176 px images (FOV ~162 px, above the 150 px minimum) are brought to DRIVE's FOV
+scale (~580 px) before sampling, as any small photograph would be.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from vesselflow.vessel.models import VesselConfig, build_model, save_model
 from vesselflow.vessel.outputs import OUTPUT_SUFFIXES, output_names
 from vesselflow.vessel.segment import STATE_DIR
 
-SIZES = {"a": (128, 128), "b": (120, 136), "sub/a": (128, 128)}  # input -> (H, W)
+SIZES = {"a": (176, 176), "b": (168, 184), "sub/a": (176, 176)}  # input -> (H, W)
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -35,7 +35,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Pat
         save_model(build_model(VesselConfig(kind=kind, **TINY)), root / kind, {"threshold": 0.4})
         models[kind] = root / kind
     for i, name in enumerate(("a", "b")):
-        img = synthetic_fundus((128, 128), seed=i)["image"]
+        img = synthetic_fundus((176, 176), seed=i)["image"]
         (root / "in").mkdir(exist_ok=True)
         Image.fromarray(np.round(img * 255).astype(np.uint8)).save(root / "in" / f"{name}.png")
     return root, models
@@ -59,7 +59,7 @@ def test_biomarkers_csv_one_row_per_image_listed_in_run_json(setup, tmp_path: Pa
             assert {name, f"{name}_mean", f"{name}_sd", f"{name}_lo", f"{name}_hi"} <= set(r)
         assert 0 <= float(r["vessel_density"]) <= 1
         assert float(r["vessel_density_lo"]) <= float(r["vessel_density_hi"])
-        # 128 px inputs are enlarged ~4.5x for analysis: calibre px is in INPUT pixels.
+        # 176 px inputs are enlarged ~3.3x for analysis: calibre px is in INPUT pixels.
         assert float(r["scale_factor"]) > 4
     record = json.loads((out / "run.json").read_text())
     assert record["biomarkers"]["file"] == "biomarkers.csv"

@@ -148,6 +148,22 @@ def biomarkers(loaded: LoadedModel, image_key: str, result: Segmentation,
                                   pixel_size, loaded.config.kind, result)
 
 
+@st.cache_resource(show_spinner=False)
+def _reference(folder: str, sha256: str) -> Any:
+    from vesselflow.vessel.quality import Reference
+
+    return Reference.load(folder)
+
+
+def verdict(loaded: LoadedModel, result: Segmentation, threshold: float) -> Any:
+    """The quality verdict of :mod:`vesselflow.vessel.quality` (``segment``'s, for the same
+    image, model and threshold): ``ok`` or ``review`` with reasons."""
+    from vesselflow.vessel.quality import assess_segmentation
+
+    return assess_segmentation(result, result.mask(threshold),
+                               _reference(str(loaded.path), loaded.sha256))
+
+
 def run_record(loaded: LoadedModel, item: InputImage, result: Segmentation,
                params: SamplingParams, threshold: float,
                summary: dict[str, float] | None = None) -> dict[str, Any]:
@@ -157,6 +173,7 @@ def run_record(loaded: LoadedModel, item: InputImage, result: Segmentation,
     ref, ref_source = uncertainty_reference(loaded)
     mu = result.mean_uncertainty
     info = result.scale
+    v = verdict(loaded, result, threshold)
     return {
         "tool": f"vesselflow {__version__} web app",
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -173,7 +190,8 @@ def run_record(loaded: LoadedModel, item: InputImage, result: Segmentation,
                           "analysis_size": list(info.scaled_shape)},
         "summary": {"mean_uncertainty_in_fov": mu, "uncertainty_reference": ref,
                     "uncertainty_reference_source": ref_source,
-                    "flagged_for_review": bool(mu > ref),
+                    "review": v.status, "reasons": [f.code for f in v.findings],
+                    "review_messages": v.sentences(),
                     "vessel_fraction_in_fov": (summary or {}).get("vessel_density"),
                     "seconds": result.seconds},
         "files": {

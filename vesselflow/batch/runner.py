@@ -72,6 +72,8 @@ class BatchTask:
     # finish(out, rows) writes the task's run files from the merged rows (rank 0, atomically)
     # and returns entries for run.json.
     finish: Callable[[Path, list[dict[str, Any]]], dict[str, Any]] | None = None
+    # summary(rows) -> extra lines printed after the run's summary line (review flags).
+    summary: Callable[[list[dict[str, Any]]], list[str]] | None = None
 
 
 @dataclass
@@ -247,6 +249,8 @@ def _finish(run: _RunInfo, *, interrupted: bool) -> dict[str, Any]:
           f"skipped{not_run} in {seconds:.1f} s{rate}", flush=True)
     for f in failures:
         print(f"  failed: {f['error']}", flush=True)
+    for line in task.summary(rows) if task.summary is not None else ():
+        print(line, flush=True)
     files = ", ".join(["run.json", "metrics.csv", *task.run_files][:-1]) + " and " + (
         task.run_files[-1] if task.run_files else "metrics.csv")
     print(f"  outputs, {files} in {run.out}"

@@ -240,6 +240,7 @@ class Segmentation:
     scale: object  # vesselflow.vessel.scale.ScaleInfo
     fov_source: str
     seconds: float
+    input_quality: dict | None = None  # vesselflow.vessel.quality.input_features, pre-norm
 
     @property
     def mean_uncertainty(self) -> float:
@@ -292,6 +293,13 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
     if not fov.any():
         raise AnalysisError(f"{name}: the field of view is empty: no part of the image can be "
                             f"analysed")
+    from .quality import MIN_FOV_DIAMETER, input_features
+
+    if fov_diameter(fov) < MIN_FOV_DIAMETER:
+        raise AnalysisError(
+            f"{name}: the {fov_source} field of view is only {fov_diameter(fov):.0f} px across "
+            f"(image {fov.shape[1]}x{fov.shape[0]}); at least {MIN_FOV_DIAMETER} px are needed "
+            f"to see vessels. Is this a fundus photograph, at its full resolution?")
     if rescale:
         # Checked before resizing: a tiny FOV must not blow the image up in memory.
         h, w = fov.shape
@@ -309,10 +317,11 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
         x, fov_x, info = image, fov, ScaleInfo(shape, shape, 1.0, fov_diameter(fov))
     if input_norm is None:
         input_norm = getattr(model.config, "input_norm", "none")
+    quality = input_features(x, fov_x)  # on the photo as taken, before the normalisation
     x = apply_input_norm(x, fov_x, input_norm)
     t0 = time.perf_counter()
     stats = sample_stats(model, x, n=n, temperature=temperature, batch_size=batch_size,
                          seed=seed, keep=keep, device=device, callback=callback)
     return Segmentation(np.asarray(x, dtype=np.float32), fov_x, stats.mean, stats.std,
                         stats.samples, stats.n, info, fov_source,
-                        round(time.perf_counter() - t0, 2))
+                        round(time.perf_counter() - t0, 2), quality)

@@ -43,16 +43,21 @@ from typing import Any
 from vesselflow.batch.inputs import BatchError, InputItem, collect_inputs, image_seed
 
 STATE_DIR = ".vesselflow"
-METRIC_FIELDS = ("id", "input", "status", "vessel_density", "mean_uncertainty", "seconds",
-                 "height", "width", "scale_factor", "error")
+METRIC_FIELDS = ("id", "input", "status", "review", "reasons", "vessel_density",
+                 "mean_uncertainty", "seconds", "height", "width", "scale_factor", "error")
 
 
 def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
                 temperature: float, threshold: float, seed: int, batch_size: int,
                 save_samples: bool, device: str,
                 on_progress: Callable[[float], None] | None = None, biomarkers: bool = False,
-                pixel_size: float | None = None, fov_degrees: float = 45.0) -> dict[str, Any]:
+                pixel_size: float | None = None, fov_degrees: float = 45.0,
+                reference: Any = None) -> dict[str, Any]:
     """Segment one image and write its outputs; returns its metrics row.
+
+    The row carries the quality verdict (:mod:`vesselflow.vessel.quality`, against the
+    model's ``reference``): ``review`` ("ok" or "review"), ``reasons`` (codes joined by
+    ``;``) and ``review_messages`` (one sentence per reason).
 
     With ``biomarkers`` the row carries the image's biomarker row (mask value and sample
     mean / sd / interval, :mod:`vesselflow.vessel.biomarkers`), for the run's biomarkers.csv.
@@ -64,6 +69,7 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     from .fov import detect_fov
     from .inference import segment_image
     from .outputs import write_outputs
+    from .quality import assess_segmentation
 
     image = read_image(item.path)  # (H, W, 3) float32 in [0, 1]; ImageReadError names the file
     h, w = image.shape[:2]
@@ -79,7 +85,10 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     summary = write_outputs(out, item.id, image, result, threshold, fov=fov,
                             save_samples=save_samples)
     info = result.scale
-    row = {"status": "ok", **summary, "sampling_seconds": round(result.seconds, 3),
+    verdict = assess_segmentation(result, result.mask(threshold), reference)
+    row = {"status": "ok", "review": verdict.status, "reasons": verdict.codes,
+           "review_messages": verdict.sentences(), **summary,
+           "sampling_seconds": round(result.seconds, 3),
            "height": h, "width": w, "scale_factor": round(info.factor, 4),
            "fov_diameter": round(info.fov_diameter, 1), "seed": image_seed(seed, item.id),
            "samples": result.n}
@@ -203,6 +212,7 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
 
     from .models import load_model
     from .outputs import BIOMARKERS_FILE, OUTPUT_SUFFIXES, SAMPLES_SUFFIX, output_names
+    from .quality import Reference
 
     try:
         dev = pick_device(device)
@@ -215,6 +225,10 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         raise BatchError(f"cannot load model {model!r}: {e}") from None
     threshold = loaded.threshold if thr_arg == "auto" else float(thr_arg)
+    try:
+        reference = Reference.load(loaded.path)
+    except ValueError as e:
+        raise BatchError(f"model {model!r}: {e}") from None
     settings = _settings(loaded, samples, temperature, threshold, seed, save_samples,
                          biomarkers, pixel_size, fov_degrees)
     meta = loaded.meta
@@ -238,15 +252,24 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
                            threshold=threshold, seed=seed, batch_size=batch_size,
                            save_samples=save_samples, device=dev, on_progress=on_progress,
                            biomarkers=biomarkers, pixel_size=pixel_size,
-                           fov_degrees=fov_degrees)
+                           fov_degrees=fov_degrees, reference=reference)
 
     def finish(out: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        flagged = [{"id": r["id"], "input": r["input"], "reasons": r["reasons"].split(";"),
+                    "messages": r.get("review_messages", [])}
+                   for r in rows if r.get("review") == "review"]
+        review = {"review": {
+            "flagged": len(flagged), "images": flagged,
+            "reference": None if reference is None else {
+                k: reference.meta.get(k) for k in ("n_maps", "n_good", "good_f1", "command")},
+            "note": "review = some quality feature of the photo or the map is outside the "
+                    "range of this model's good calibration maps (vesselflow.vessel.quality)"}}
         if not biomarkers:
-            return {}
+            return review
         from .biomarkers import FACTORED_NOTE, RETINA_MM_45_DEG
         from .outputs import write_biomarkers
 
-        return {"biomarkers": {
+        return {**review, "biomarkers": {
             "file": BIOMARKERS_FILE, "images": write_biomarkers(out / BIOMARKERS_FILE, rows),
             "pixel_size_um": pixel_size,
             "scale": "measured at the analysis scale (DRIVE's FOV diameter); calibre in px "
@@ -261,11 +284,29 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
         output_names=lambda i: output_names(i, save_samples),
         all_output_names=lambda i: output_names(i, True), process=process,
         settings=settings, record=record, run_files=(BIOMARKERS_FILE,),
-        settings_defaults=SETTINGS_BEFORE_BIOMARKERS, finish=finish,
+        settings_defaults=SETTINGS_BEFORE_BIOMARKERS, finish=finish, summary=review_summary,
         outputs=[s.lstrip("_") for s in OUTPUT_SUFFIXES]
         + ([SAMPLES_SUFFIX.lstrip("_")] if save_samples else []),
         start_line=f"segment: {n_items} image(s){shards} with {loaded.name} "
         f"({loaded.config.kind}, sha256 {loaded.sha256[:12]}), {samples} samples, "
         f"threshold {threshold:.3f}, device {dev} -> {out}",
         ok_line=lambda r: f"ok in {r['seconds']:.1f} s, vessel density "
-                          f"{r['vessel_density']:.3f}")
+                          f"{r['vessel_density']:.3f}"
+                          + (f", REVIEW: {r['reasons']}" if r.get("review") == "review" else ""))
+
+
+def review_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """"3 of 40 images flagged for review: a (reason; ...), ..." and one line per image."""
+    done = [r for r in rows if r.get("status") == "ok"]
+    flagged = [r for r in done if r.get("review") == "review"]
+    if not done:
+        return []
+    if not flagged:
+        return [f"  review: none of {len(done)} image(s) flagged"]
+    head = ", ".join(f"{r['id']} ({r['reasons']})" for r in flagged[:5])
+    more = f", and {len(flagged) - 5} more" if len(flagged) > 5 else ""
+    lines = [f"  {len(flagged)} of {len(done)} image(s) flagged for review: {head}{more}"]
+    for r in flagged:
+        for m in r.get("review_messages", []):
+            lines.append(f"    {r['id']}: {m}")
+    return lines

@@ -144,10 +144,12 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
 
     from ..inference import log_likelihood, segment_image
     from ..models import load_model
+    from ..quality import Reference, assess_segmentation
     from . import biomarkers as bm
 
     t0 = time.time()
     loaded = load_model(model_name, device=device)
+    reference = Reference.load(loaded.path)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     probs, truths, rows, sample_pts, human_pts, human_pred, human_truth = [], [], [], [], [], [],\
@@ -162,6 +164,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                             batch_size=batch_size, seed=seed + k, keep=n_samples,
                             fov=case.fov, device=device, name=case.id)
         stats = _at_original_size(seg)
+        verdict = assess_segmentation(seg, seg.mask(loaded.threshold), reference)
         label_x = bm.analysis_label(case.label, seg.scale)  # bpd at the analysis scale
         fov_x = int(np.asarray(seg.fov).sum())
         ll = log_likelihood(loaded.model, seg.image, label_x, device=device, seed=seed + k)
@@ -201,6 +204,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                "width": case.label.shape[1], "fov_pixels": sc["n_pixels"],
                "scale_factor": round(seg.scale.factor, 4),
                "analysis_shape": "x".join(map(str, seg.scale.scaled_shape)),
+               "review": verdict.status, "reasons": verdict.codes,
                "seconds": round(time.time() - t, 2)}
         if canvas:
             row["bpd_canvas"] = bits_per_dim(llc, canvas * canvas)
