@@ -51,6 +51,9 @@ def main() -> None:
     ap.add_argument("--eval", type=Path, default=None,
                     help="vesselflow evaluate output of these weights (adds test metrics)")
     ap.add_argument("--drive", type=Path, default=Path("../shared/data/DRIVE"))
+    ap.add_argument("--no-quality", action="store_true",
+                    help="skip calibrating the quality reference (vesselflow.vessel."
+                    "quality_reference: ~84 maps of DRIVE's training images, minutes)")
     ap.add_argument("--threshold-samples", type=int, default=None,
                     help="samples per validation image the a-priori threshold is chosen at "
                     "(default THRESHOLD_SAMPLES, the evaluation's 100); a threshold already "
@@ -115,6 +118,15 @@ def main() -> None:
                         f"vesselflow model for retinal vessel segmentation: {LIKELIHOOD[kind]}. "
                         "Trained on DRIVE's training split. Research use only, not for "
                         "diagnosis.", facts)
+    if not a.no_quality and not (dest / "quality.json").is_file():
+        from vesselflow.io.files import write_json
+        from vesselflow.vessel.quality_reference import calibrate
+
+        print("calibrating the quality reference on DRIVE's training images ...", flush=True)
+        ref, _ = calibrate(load_model(dest), a.drive)
+        ref.meta["command"] = (f"python scripts/ship_model.py --name {a.name} (calibrate, "
+                               f"--drive {a.drive})")
+        write_json(dest / "quality.json", ref.to_dict())
     print(f"shipped {a.name} -> {dest} (sha256 {digest[:16]}..., "
           f"uncertainty reference {meta['uncertainty_reference']:.4f}, val per-image "
           f"{np.round(per_image, 4).tolist()})")

@@ -51,6 +51,19 @@ def commands(training: dict[str, Any]) -> str:
                           for h in history)
 
 
+def _keep_quality_reference(old: Path, new: Path, digest: str) -> None:
+    """A re-shipped model keeps its quality reference if it was calibrated on these weights."""
+    import json
+
+    ref = old / "quality.json"
+    try:
+        same = json.loads(ref.read_text()).get("model_sha256") == digest
+    except (OSError, ValueError):
+        return
+    if same:
+        shutil.copy2(ref, new / "quality.json")
+
+
 def ship(name: str, model: torch.nn.Module, meta: dict[str, Any], intro: str,
          facts: list[str]) -> tuple[Path, str]:
     """Write weights, config and MODEL_CARD.md (``intro``, the sha256, ``facts`` and how it
@@ -65,6 +78,7 @@ def ship(name: str, model: torch.nn.Module, meta: dict[str, Any], intro: str,
              f"on {t['device']} ({(t.get('environment') or {}).get('cpus')} CPUs)",
              "- config: see config.json"]
     (tmp / "MODEL_CARD.md").write_text(f"# {name}\n\n{intro}\n\n" + "\n".join(lines) + "\n")
+    _keep_quality_reference(dest, tmp, digest)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest, digest
