@@ -259,13 +259,25 @@ def build_sr() -> list[str]:
     return lines
 
 
+def include(text: str) -> str:
+    """Fill every ``<!-- INCLUDE path -->`` ... ``<!-- /INCLUDE -->`` block with that
+    benchmark output (markdown written by its command), its leading ``# title`` dropped."""
+    def fill(m: re.Match) -> str:
+        body = (ROOT / m.group(2)).read_text().strip()
+        body = re.sub(r"\A# [^\n]*\n+", "", body)
+        body = re.sub(r"^#{1,3} ", "#### ", body, flags=re.M)  # titles stay below ours
+        return f"{m.group(1)}{body}\n{m.group(3)}"
+
+    return re.sub(r"(<!-- INCLUDE (\S+) -->\n).*?(<!-- /INCLUDE -->)", fill, text, flags=re.S)
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     new = re.sub(r"(<!-- RESULTS:START -->\n).*?(\n<!-- RESULTS:END -->)",
                  lambda m: m.group(1) + build() + m.group(2), text, flags=re.S)
-    readme.write_text(new)
-    print("README results section regenerated")
+    readme.write_text(include(new))
+    print("README results section and included benchmark tables regenerated")
 
 
 if __name__ == "__main__":

@@ -65,30 +65,27 @@ MESSAGES = {
                   "{lo:.2f}-{hi:.2f}): a strong colour cast",
     "colourfulness_low": "the photo looks greyscale or washed out (colour {v:.3f}, usual "
                          "{lo:.3f}-{hi:.3f}); the model was trained on colour photos",
-    "colourfulness_high": "the photo is unusually saturated (colour {v:.3f}, usual "
-                          "{lo:.3f}-{hi:.3f})",
     "noise_high": "the photo is noisy or dithered (fine-scale noise {v:.2f} of its contrast, "
                   "usual up to {hi:.2f}): use the original, uncompressed file if there is one",
-    "noise_low": "the photo is unusually smooth at the finest scale ({v:.2f}, usual "
-                 "{lo:.2f}-{hi:.2f})",
     "detail_low": "the photo is blurred (vessel-scale detail {v:.2f} of its contrast, usual "
                   "{lo:.2f} or more): check the focus",
-    "detail_high": "the photo has unusual fine structure ({v:.2f}, usual {lo:.2f}-{hi:.2f})",
     "density_low": "the map finds very few vessels ({v:.1%} of the FOV, usual "
                    "{lo:.1%}-{hi:.1%}): it has probably failed",
     "density_high": "the map marks far more vessel than usual ({v:.1%} of the FOV, usual "
                     "{lo:.1%}-{hi:.1%}): it has probably failed",
     "fragmentation_high": "the map is fragmented ({v:.1f} pieces per 1000 px of vessel, usual "
                           "up to {hi:.1f}): vessels are broken up or speckled",
-    "fragmentation_low": "the map is unusually unfragmented ({v:.1f}, usual {lo:.1f}-{hi:.1f})",
     "uncertainty_low": "the model is more certain than usual for a map this dense "
                        "({v:.2f} per unit density, usual {lo:.2f}-{hi:.2f}): a confident "
                        "failure is possible",
     "uncertainty_high": "the model is unusually unsure for a map this dense ({v:.2f} per "
                         "unit density, usual {lo:.2f}-{hi:.2f})",
 }
-ONE_SIDED = {"fov_roundness": "low"}
-"""Features flagged on one side only (a FOV cannot be rounder than a disc)."""
+ONE_SIDED = {"fov_roundness": "low", "noise": "high", "detail": "low", "colourfulness": "low",
+             "fragmentation": "high"}
+"""Features flagged on one side only: the other side is harmless (a FOV cannot be rounder than
+a disc; a smooth, sharp, colourful photo or a well-connected map is no reason to doubt it).
+Chosen a priori, before any evaluation of the flags."""
 FEATURES = ("fov_roundness", "brightness", "contrast", "red", "green", "colourfulness",
             "noise", "detail", "density", "fragmentation", "uncertainty")
 
