@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("cnf-drive", "factored-drive", "factored-bce")
 PAPER = {"cnf-drive": (0.0254, 0.819), "factored-drive": (0.0647, 0.815)}
 BPD_TARGET = 0.04  # the issue's target for cnf-drive, per image pixel
+PREVIOUS_COMMIT = "8741e0e"  # the paper-recipe weights kept in results/previous/ (issue 13)
 
 
 SR_MODELS = ("sr-factored", "sr-cnf")
@@ -72,6 +73,11 @@ def _ci(r: dict, key: str, digits: int = 4) -> str:
 def build() -> str:
     lines = ["## Results on DRIVE", ""]
     rows = {m: _load(ROOT / "results" / m / "metrics.json") for m in MODELS}
+    # The weights these replaced (issue 13), as evaluated when they were shipped.
+    for m in MODELS:
+        prev = _load(ROOT / "results" / "previous" / m / "metrics.json")
+        if prev and rows.get(m) and prev["model"]["sha256"] != rows[m]["model"]["sha256"]:
+            rows[f"{m} (previous, {PREVIOUS_COMMIT})"] = prev
     first = next((r for r in rows.values() if r), None)
     if first is None:
         return "\n".join([*lines, "No evaluation results committed yet."])
@@ -99,7 +105,7 @@ def build() -> str:
     for m, r in rows.items():
         if r is None:
             continue
-        pb, pf = PAPER.get(m, ("-", "-"))
+        pb, pf = PAPER.get(m, ("-", "-")) if "previous" not in m else ("-", "-")
         fov = _ci(r, "bpd_fov") if r.get("bpd_fov") is not None else "-"
         lines.append(
             f"| {m} | {_ci(r, 'bpd')} | {fov} | {_ci(r, 'max_f1')} | "
