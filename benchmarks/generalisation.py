@@ -19,7 +19,8 @@ does); ``--input-norm model fov-standardise`` adds rows with FOV standardisation
 inference (vesselflow.vessel.data.normalise), which measures what it does for a model that
 was trained without it.
 
-Outputs in ``--out`` (default results/generalisation/): generalisation.md, generalisation.json,
+Outputs in ``--out`` (default results/generalisation/): generalisation.md (every row),
+summary.md (one line per model), generalisation.json,
 generalisation.png; cache/ keeps one file per (model, norm, condition) so an interrupted or
 split run (e.g. one process per model) is resumed: a row is reused only if its settings
 (model sha256, samples, seed, image ids, norm) match.
@@ -192,7 +193,8 @@ def markdown(result: dict) -> str:
     lines = [
         "# Generalisation benchmark (issue 13)",
         "",
-        f"Shipped models, `vesselflow segment`'s path, {result['samples']} samples, seed "
+        f"Models {', '.join(f'`{m}`' for m in result['models'])}, `vesselflow segment`'s "
+        f"path, {result['samples']} samples, seed "
         f"{result['seed']}, F1 at each model's a-priori threshold ("
         + ", ".join(f"{m} {t:.4f}" for m, t in result["thresholds"].items())
         + "). Pooled over FOV pixels (dataset FOV mask, original size): F1, max-F1, AUC; "
@@ -224,6 +226,32 @@ def markdown(result: dict) -> str:
               "(several jobs at once): not a speed measurement (`vesselflow bench` is).",
               "", *targets(result)]
     return "\n".join(lines) + "\n"
+
+
+def summary(result: dict) -> str:
+    """One line per model: clean, corruptions (mean, worst, within 0.03 of clean), HRF."""
+    split = result.get("drive_split", "test")
+    lines = [f"| model | DRIVE {split} F1 | corrupted: mean F1 | worst (corruption) | within "
+             f"0.03 of clean | empty maps | HRF F1 | HRF max-F1 | HRF AUC | HRF min img F1 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for variant, rows in result["rows"].items():
+        corr = {c: r for c, r in rows.items() if c not in ("clean", "hrf")}
+        clean, h = rows.get("clean"), rows.get("hrf")
+        cells = [variant, _fmt(clean["f1"]) if clean else "–"]
+        if corr and clean:
+            worst = min(corr, key=lambda c: corr[c]["f1"])
+            near = sum(clean["f1"] - r["f1"] <= CORRUPTION_MARGIN for r in corr.values())
+            cells += [_fmt(float(np.mean([r["f1"] for r in corr.values()]))),
+                      f"{corr[worst]['f1']:.3f} ({worst})", f"{near} of {len(corr)}",
+                      str(sum(r["n_empty"] for r in corr.values()))]
+        else:
+            cells += ["–"] * 4
+        cells += ([_fmt(h["f1"]), _fmt(h["max_f1"]), _fmt(h["auc"]),
+                   _fmt(h["min_image_f1"]) + f" (n={h['n_images']})"] if h else ["–"] * 4)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([f"Command: `{result['command']}`; 16 samples unless the command says "
+                      "otherwise; per-row details in generalisation.md next to this file.", "",
+                      *lines]) + "\n"
 
 
 HRF_F1_TARGET, HRF_MIN_IMAGE_F1, CORRUPTION_MARGIN = 0.76, 0.6, 0.03
@@ -384,6 +412,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     with atomic_path(args.out / "generalisation.md") as tmp:
         tmp.write_text(table)
+    with atomic_path(args.out / "summary.md") as tmp:
+        tmp.write_text(summary(result))
     figure(result, args.out / "generalisation.png")
     print("\n" + table, flush=True)
     print(f"generalisation: {sum(len(r) for r in result['rows'].values())} rows in "
