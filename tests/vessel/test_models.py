@@ -186,7 +186,7 @@ def test_segment_image_rescales_and_guards_the_fov() -> None:
     assert 0 <= r.mean_uncertainty <= 0.5
     small_fov = np.zeros((176, 208), bool)
     small_fov[80:84, 100:104] = True
-    with pytest.raises(AnalysisError, match=r"tiny\.png: .* only 4 px across .* 150 px"):
+    with pytest.raises(AnalysisError, match=r"tiny\.png: .* only \d px across .* 150 px"):
         segment_image(m, d["image"], n=1, fov=small_fov, name="tiny.png")
     with pytest.raises(AnalysisError, match="empty"):
         segment_image(m, d["image"], n=1, fov=np.zeros((176, 208), bool), name="tiny.png")
