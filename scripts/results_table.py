@@ -269,7 +269,10 @@ def include(text: str) -> str:
     """Fill every ``<!-- INCLUDE path -->`` ... ``<!-- /INCLUDE -->`` block with that
     benchmark output (markdown written by its command), its leading ``# title`` dropped."""
     def fill(m: re.Match) -> str:
-        body = (ROOT / m.group(2)).read_text().strip()
+        path = ROOT / m.group(2)
+        if not path.is_file():
+            return f"{m.group(1)}*{m.group(2)} has not been generated yet.*\n{m.group(3)}"
+        body = path.read_text().strip()
         body = re.sub(r"\A# [^\n]*\n+", "", body)
         body = re.sub(r"^#{1,3} ", "#### ", body, flags=re.M)  # titles stay below ours
         return f"{m.group(1)}{body}\n{m.group(3)}"
