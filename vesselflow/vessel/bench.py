@@ -16,8 +16,9 @@ image (:mod:`vesselflow.vessel.biomarkers`, sampling excluded) are timed: target
 and the review assessment (:mod:`vesselflow.vessel.quality`): target <= 0.3 s (issue 14).
 
 Targets (issue 13, cnf-drive, this 2-core CPU; issue 5's were 3 s and 15 s): 16 samples
-<= 2 s, 100 samples <= 10 s, peak memory <= 2 GB. They are reported against, not asserted. The machine's load average is
-recorded with the results, since a busy machine makes every wall time longer.
+<= 2 s, 100 samples <= 10 s, peak memory <= 2 GB. They are reported against, not asserted.
+The machine's load average is recorded with the results, since a busy machine makes every
+wall time longer.
 
 When a shipped model's weights are missing (not trained yet), its default architecture is
 timed with random weights instead and marked so: sampling cost does not depend on weight
