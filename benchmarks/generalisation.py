@@ -32,7 +32,6 @@ split run (e.g. one process per model) is resumed: a row is reused only if its s
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vesselflow.vessel.data.corruptions import corruption_seed
 from vesselflow.vessel.evaluation.field import EMPTY_FRACTION, analyse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,10 +91,6 @@ def condition_label(cond: str, split: str = "test") -> str:
     name = "DRIVE" if split == "test" else f"DRIVE {split}"
     return {"clean": f"DRIVE {split}", "hrf": "HRF"}.get(cond, f"{name} + {cond}")
 
-
-def corruption_seed(seed: int, cond: str, image_id: str) -> int:
-    digest = hashlib.sha256(f"vesselflow-generalisation/{seed}/{cond}/{image_id}".encode())
-    return int.from_bytes(digest.digest()[:4], "little")
 
 
 def summarise(records: list[dict], hist: np.ndarray) -> dict:

@@ -295,16 +295,17 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
                             f"analysed")
     from .quality import MIN_FOV_DIAMETER, input_features
 
-    if fov_diameter(fov) < MIN_FOV_DIAMETER:
+    diameter = fov_diameter(fov)  # a circle fit to the boundary: once per image
+    if diameter < MIN_FOV_DIAMETER:
         raise AnalysisError(
-            f"{name}: the {fov_source} field of view is only {fov_diameter(fov):.0f} px across "
+            f"{name}: the {fov_source} field of view is only {diameter:.0f} px across "
             f"(image {fov.shape[1]}x{fov.shape[0]}); at least {MIN_FOV_DIAMETER} px are needed "
             f"to see vessels. Is this a fundus photograph, at its full resolution?")
     if rescale:
         # Checked before resizing: a tiny FOV must not blow the image up in memory.
         h, w = fov.shape
         target = target_fov_diameter(fov_degrees)
-        factor = target / fov_diameter(fov)
+        factor = target / diameter
         if h * w * factor**2 > MAX_ANALYSIS_PIXELS:
             raise EnlargementError(
                 f"{name}: the {fov_source} field of view is only "
@@ -314,7 +315,7 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
         x, fov_x, info = rescale_to_drive(image, fov, target_diameter=target)
     else:
         shape = tuple(fov.shape)
-        x, fov_x, info = image, fov, ScaleInfo(shape, shape, 1.0, fov_diameter(fov))
+        x, fov_x, info = image, fov, ScaleInfo(shape, shape, 1.0, diameter)
     if input_norm is None:
         input_norm = getattr(model.config, "input_norm", "none")
     quality = input_features(x, fov_x)  # on the photo as taken, before the normalisation

@@ -18,7 +18,6 @@ a run's ``best/``), with every calibration map's F1 and features for inspection.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
@@ -41,10 +40,6 @@ def calibration_plan(drive: Path, per_image: int = 4) -> list[tuple[dict, str]]:
     return plan
 
 
-def _seed(seed: int, cond: str, image_id: str) -> int:
-    digest = hashlib.sha256(f"vesselflow-quality/{seed}/{cond}/{image_id}".encode())
-    return int.from_bytes(digest.digest()[:4], "little")
-
 
 def calibrate(loaded: Any, drive: Path, *, samples: int = 16, per_image: int = 4,
               seed: int = 0, say=print) -> tuple[Reference, list[dict[str, Any]]]:
@@ -53,7 +48,7 @@ def calibrate(loaded: Any, drive: Path, *, samples: int = 16, per_image: int = 4
     from vesselflow.io.images import read_image
     from vesselflow.io.masks import read_mask
 
-    from .data.corruptions import corrupt
+    from .data.corruptions import corrupt, corruption_seed
     from .evaluation.field import analyse
 
     plan = calibration_plan(drive, per_image)
@@ -63,7 +58,8 @@ def calibrate(loaded: Any, drive: Path, *, samples: int = 16, per_image: int = 4
         label = read_mask(rec["label"], shape=image.shape[:2])
         fov = read_mask(rec["fov"], shape=image.shape[:2])
         if cond != "clean":
-            image = corrupt(image, cond, _seed(seed, cond, rec["id"]))
+            image = corrupt(image, cond, corruption_seed(seed, cond, rec["id"],
+                                                          "vesselflow-quality"))
         r, _ = analyse(loaded, image, label, fov, samples=samples,
                        seed=image_seed(seed, rec["id"]), name=rec["id"])
         rows.append({"id": rec["id"], "condition": cond, "f1": round(r["f1"], 4),

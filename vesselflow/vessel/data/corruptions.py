@@ -29,6 +29,7 @@ has the same call signature ``corrupt(image, seed) -> image``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,3 +191,14 @@ def corrupt(image: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; known: {', '.join(CORRUPTIONS)}")
     return CORRUPTIONS[name].fn(image, seed)
+
+
+def corruption_seed(seed: int, cond: str, image_id: str,
+                    namespace: str = "vesselflow-generalisation") -> int:
+    """The seed of one (run seed, corruption, image) draw, independent of processing order.
+
+    ``namespace`` keeps the benchmark's draws ("vesselflow-generalisation") apart from the
+    quality calibration's ("vesselflow-quality").
+    """
+    digest = hashlib.sha256(f"{namespace}/{seed}/{cond}/{image_id}".encode())
+    return int.from_bytes(digest.digest()[:4], "little")
