@@ -9,7 +9,8 @@ the median over rounds; the ratios are the robust part. The load average is reco
 
 Variants (vessel models; the SR data path is unchanged, so SR has no "window" variant):
   before          today's trainer: whole-image ``albumentations.Affine`` then crop
-                  (:class:`~vesselflow.vessel.data.augment_reference.ReferenceTrainAugment`), eager
+                  (:class:`~vesselflow.vessel.data.augment_whole_image.WholeImageTrainAugment`),
+                  eager
   after           patch-region warp (:class:`~vesselflow.vessel.data.augment.TrainAugment`), eager
   after_nchw      as ``after`` without channels_last (does channels_last still pay?)
   after_compile   as ``after`` with ``--compile`` (compile time reported separately)
@@ -33,8 +34,8 @@ import torch
 from vesselflow.runtime import environment
 from vesselflow.training.compiled import CompiledForward
 from vesselflow.training.loop import _to
-from vesselflow.vessel.data.augment_reference import ReferenceTrainAugment
-from vesselflow.vessel.training import TrainOptions, VesselTask
+from vesselflow.vessel.data.augment_whole_image import WholeImageTrainAugment
+from vesselflow.vessel.train.task import TrainOptions, VesselTask
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "vesselflow" / "weights"
@@ -113,7 +114,7 @@ def _vessel_variants(name: str, drive: Path, names: list[str], seed: int) -> lis
                             patch_size=o["patch_size"], batch_size=o["batch_size"], seed=seed)
         task = VesselTask(opts)
         if v == "before":
-            task.augment_class = ReferenceTrainAugment
+            task.augment_class = WholeImageTrainAugment
         torch.manual_seed(seed)  # the same initial weights for every variant
         model = build_model(VesselConfig.from_dict(model_cfg))
         out.append(Variant(v, model, task.batches(0, 0), o["grad_clip"], o["lr"],

@@ -16,7 +16,7 @@ below 0.5% of the dataset's FOV pixels (DRIVE's tracings cover ~12%).
 
 By default each model gets the input normalisation it was trained with (as ``segment``
 does); ``--input-norm model fov-standardise`` adds rows with FOV standardisation forced at
-inference (vesselflow.vessel.data.normalise), which measures what it does for a model that
+inference (vesselflow.vessel.preprocess.normalise), which measures what it does for a model that
 was trained without it.
 
 Outputs in ``--out`` (default results/generalisation/): generalisation.md (every row),
@@ -41,12 +41,12 @@ from pathlib import Path
 import numpy as np
 
 from vesselflow.vessel.data.corruptions import corruption_seed
-from vesselflow.vessel.evaluation.field import EMPTY_FRACTION, analyse
+from vesselflow.vessel.evaluation.labelled import EMPTY_FRACTION, analyse
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CACHE_VERSION = 2  # bump when the analysis or scoring changes: cached rows are redone
-# 2: records carry the quality features of vesselflow.vessel.quality (issue 14)
+# 2: records carry the quality features of vesselflow.vessel.review.verdict (issue 14)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Evaluation of the review flags (issue 14): do they catch the maps that failed?
 
-For each model, the verdict of :mod:`vesselflow.vessel.quality` (against the model's stored
+For each model, the verdict of :mod:`vesselflow.vessel.review.verdict` (against the model's stored
 reference, calibrated on DRIVE's training and validation images only) is computed for:
 
 * DRIVE test, clean, and under every corruption of the generalisation benchmark; HRF (all 42
@@ -90,11 +90,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from vesselflow.io.files import atomic_path, write_json
+    from vesselflow.vessel.analysis.pipeline import AnalysisError, segment_image
     from vesselflow.vessel.data.corruptions import CORRUPTIONS
-    from vesselflow.vessel.fov import detect_fov
-    from vesselflow.vessel.inference import AnalysisError, segment_image
     from vesselflow.vessel.models import load_model
-    from vesselflow.vessel.quality import Reference, assess_segmentation
+    from vesselflow.vessel.preprocess.fov import detect_fov
+    from vesselflow.vessel.review.verdict import Reference, assess_segmentation
 
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         reference = Reference.load(loaded.path)
         if reference is None:
             raise SystemExit(f"{name}: no quality reference; run python -m "
-                             f"vesselflow.vessel.quality_reference --model {name}")
+                             f"vesselflow.vessel.review.calibration --model {name}")
         sets: dict[str, list[dict]] = {}
         for cond in ["clean", *CORRUPTIONS, "hrf"]:
             f = a.cache / loaded.name / f"{cond}.json"

@@ -6,7 +6,7 @@ Usage::
 
 Reads ``results/biomarkers-drive/metrics.json`` (DRIVE test, with the second observer) and
 ``results/biomarkers-hrf/metrics.json`` (HRF, 42 labelled images); every number comes from
-them (their ``biomarkers`` section, :mod:`vesselflow.vessel.evaluation.biomarkers`).
+them (their ``biomarkers`` section, :mod:`vesselflow.vessel.evaluation.biomarker_agreement`).
 """
 
 from __future__ import annotations

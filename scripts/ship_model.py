@@ -26,8 +26,8 @@ import numpy as np
 from shipping import read_evaluation, read_run, ship, training_meta
 
 from vesselflow.io.weights import WEIGHTS_DIR
+from vesselflow.vessel.analysis.sampler import sample_stats
 from vesselflow.vessel.evaluation.metrics import in_fov, uncertainty_reference
-from vesselflow.vessel.inference import sample_stats
 from vesselflow.vessel.models import load_model
 
 TEST_KEYS = ("bpd", "bpd_fov", "max_f1", "f1", "threshold", "precision", "recall", "auc_roc",
@@ -61,7 +61,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from vesselflow.vessel.data.drive import DriveDataset
-    from vesselflow.vessel.validation import THRESHOLD_SAMPLES, choose_threshold
+    from vesselflow.vessel.train.validation import THRESHOLD_SAMPLES, choose_threshold
 
     if a.shipped:
         loaded = load_model(WEIGHTS_DIR / a.name)
@@ -120,7 +120,7 @@ def main() -> None:
                         "diagnosis.", facts)
     if not a.no_quality and not (dest / "quality.json").is_file():
         from vesselflow.io.files import write_json
-        from vesselflow.vessel.quality_reference import calibrate
+        from vesselflow.vessel.review.calibration import calibrate
 
         print("calibrating the quality reference on DRIVE's training images ...", flush=True)
         ref, _ = calibrate(load_model(dest), a.drive)

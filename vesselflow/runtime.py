@@ -78,7 +78,7 @@ def environment() -> dict[str, str]:
     imported; an optional package that is not installed (pydicom without ``[dicom]``) reads
     ``"absent"``.
     """
-    from . import __version__
+    from vesselflow import __version__
 
     return {"vesselflow": __version__, "python": platform.python_version(),
             **{name: package_version(*dists) for name, dists in ENV_PACKAGES.items()},

@@ -191,7 +191,7 @@ def test_threshold_and_review_reference_come_from_the_model(
     from vesselflow.vessel.models import VesselConfig, build_model, save_model
 
     torch.manual_seed(0)
-    from vesselflow.vessel.quality import FEATURES, REFERENCE_FILE
+    from vesselflow.vessel.review.verdict import FEATURES, REFERENCE_FILE
 
     save_model(build_model(VesselConfig(kind="cnf", **TINY)), tmp_path / "m",
                meta={"threshold": 0.3125, "uncertainty_reference": 0.9})
@@ -569,8 +569,8 @@ def test_superres_helpers(tiny_models: dict[str, str], tiny_sr_models: dict[str,
 
 # ----------------------------------------------------------------------------- helpers
 def _fake_result():
-    from vesselflow.vessel.inference import Segmentation
-    from vesselflow.vessel.scale import ScaleInfo
+    from vesselflow.vessel.analysis.pipeline import Segmentation
+    from vesselflow.vessel.preprocess.scale import ScaleInfo
 
     rng = np.random.default_rng(0)
     mean = rng.random((40, 50)).astype(np.float32)

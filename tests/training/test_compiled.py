@@ -14,7 +14,7 @@ from vesselflow.flows import ActNorm
 from vesselflow.sr.models import SRConfig, build_sr_model
 from vesselflow.training.compiled import CompiledForward
 from vesselflow.vessel.models import VesselConfig, build_model
-from vesselflow.vessel.training import TrainOptions, train
+from vesselflow.vessel.train.task import TrainOptions, train
 
 # Losses of the models below on the batches below, computed by the trainer's code before
 # issue 19 (commit fe8d5ca, float32, 1 thread): two calls, the first initialising actnorm.

@@ -9,8 +9,8 @@ from scipy import ndimage as ndi
 from torch.utils.data import DataLoader, Dataset
 
 from vesselflow.vessel.data.augment import TrainAugment
-from vesselflow.vessel.data.padding import crop_padding, pad_to_multiple
 from vesselflow.vessel.data.synthetic import synthetic_fundus
+from vesselflow.vessel.preprocess.padding import crop_padding, pad_to_multiple
 
 
 def _fundus_item(size: tuple[int, int] = (160, 150), seed: int = 0) -> dict[str, object]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vesselflow.vessel.data.augment import TrainAugment
-from vesselflow.vessel.data.augment_reference import ReferenceTrainAugment
+from vesselflow.vessel.data.augment_whole_image import WholeImageTrainAugment
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 from vesselflow.vessel.data.warp import affine_matrix
 
@@ -44,7 +44,7 @@ def test_marker_pixel_lands_where_the_reference_puts_it(seed: int) -> None:
     shape, at = (300, 280), (140, 170)
     item = _marker_item(shape, at)
     new = TrainAugment(patch_size=64, seed=seed)
-    ref = ReferenceTrainAugment(patch_size=64, seed=seed)
+    ref = WholeImageTrainAugment(patch_size=64, seed=seed)
     a, b = new(item), ref(item)
     _assert_same(a, b)
     ia, ib = a["image"][0], b["image"][0]
@@ -67,7 +67,7 @@ def test_same_sequence_as_the_reference_on_a_fundus() -> None:
     d = synthetic_fundus((200, 190), seed=3)
     item = {"image": d["image"].transpose(2, 0, 1), "label": d["label"][None] * 1.0,
             "fov": d["fov"][None] * 1.0}
-    new, ref = TrainAugment(patch_size=96, seed=11), ReferenceTrainAugment(patch_size=96, seed=11)
+    new, ref = TrainAugment(patch_size=96, seed=11), WholeImageTrainAugment(patch_size=96, seed=11)
     for _ in range(15):  # one generator each: the whole draw sequence must stay in step
         _assert_same(new(item), ref(item))
 
@@ -79,7 +79,7 @@ def test_full_image_and_patch_larger_than_image(patch_size: int | None) -> None:
             "fov": d["fov"][None] * 1.0}
     for seed in range(4):
         a = TrainAugment(patch_size=patch_size, seed=seed)(item)
-        b = ReferenceTrainAugment(patch_size=patch_size, seed=seed)(item)
+        b = WholeImageTrainAugment(patch_size=patch_size, seed=seed)(item)
         _assert_same(a, b, label_tol=2e-3)
         if patch_size is not None:  # zero beyond the image, as the zero-padded crop
             assert float(a["image"][:, 160:].abs().max()) == 0.0
@@ -91,6 +91,6 @@ def test_same_patches_as_the_reference_on_drive(drive_dir) -> None:
 
     data = DriveDataset(drive_dir, "train")
     items = [{k: data[i][k] for k in ("image", "label", "fov")} for i in range(3)]
-    new, ref = TrainAugment(seed=2), ReferenceTrainAugment(seed=2)
+    new, ref = TrainAugment(seed=2), WholeImageTrainAugment(seed=2)
     for j in range(12):
         _assert_same(new(items[j % 3]), ref(items[j % 3]))

@@ -68,7 +68,7 @@ def test_old_configs_load_with_the_paper_network() -> None:
 
 def test_segment_applies_the_models_input_norm(monkeypatch) -> None:
     """A model trained with fov-standardise gets it at inference without being asked."""
-    from vesselflow.vessel import inference
+    from vesselflow.vessel.analysis import pipeline, sampler
 
     seen = {}
 
@@ -76,14 +76,14 @@ def test_segment_applies_the_models_input_norm(monkeypatch) -> None:
         seen["x"] = np.asarray(x)
         h, w = x.shape[:2]
         z = np.zeros((h, w), np.float32)
-        return inference.SampleStats(z, z, None, 1)
+        return sampler.SampleStats(z, z, None, 1)
 
-    monkeypatch.setattr(inference, "sample_stats", fake_stats)
+    monkeypatch.setattr(pipeline, "sample_stats", fake_stats)
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:176, :176]
     fov = (yy - 88) ** 2 + (xx - 88) ** 2 < 82**2
     image = (0.9 * rng.random((176, 176, 3)) * fov[..., None]).astype(np.float32)
     for norm, changed in (("none", False), ("fov-standardise", True)):
         model = build_model(VesselConfig(input_norm=norm, **TINY_VESSEL)).eval()
-        inference.segment_image(model, image, n=1, fov=fov, rescale=False)
+        pipeline.segment_image(model, image, n=1, fov=fov, rescale=False)
         assert (np.abs(seen["x"] - image).max() > 0.05) == changed, norm

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from vesselflow.vessel.biomarkers import NAMES
-from vesselflow.vessel.evaluation.biomarkers import analysis_label, compare
-from vesselflow.vessel.scale import ScaleInfo
+from vesselflow.vessel.evaluation.biomarker_agreement import analysis_label, compare
+from vesselflow.vessel.preprocess.scale import ScaleInfo
 
 
 def record(tracing: float, mask: float, lo: float, hi: float, obs2: float | None) -> dict:

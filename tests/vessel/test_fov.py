@@ -1,4 +1,4 @@
-"""vesselflow.vessel.fov (FOV detection) against DRIVE's official masks, and .scale."""
+"""vesselflow.vessel.preprocess.fov (FOV detection) against DRIVE's official masks, and .scale."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from vesselflow.io.images import read_image
 from vesselflow.io.masks import read_mask
 from vesselflow.vessel.data.drive import drive_records
 from vesselflow.vessel.data.synthetic import synthetic_fundus
-from vesselflow.vessel.fov import detect_fov
-from vesselflow.vessel.scale import (
+from vesselflow.vessel.preprocess.fov import detect_fov
+from vesselflow.vessel.preprocess.scale import (
     DRIVE_FOV_DIAMETER,
     fov_diameter,
     rescale_to_drive,

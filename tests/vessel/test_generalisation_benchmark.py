@@ -14,6 +14,7 @@ import pytest
 from vesselflow.batch.inputs import image_seed
 from vesselflow.io.images import read_image
 from vesselflow.io.masks import read_mask
+from vesselflow.vessel.analysis.pipeline import segment_image
 from vesselflow.vessel.data.corruptions import corrupt
 from vesselflow.vessel.evaluation.metrics import (
     auc_roc,
@@ -22,9 +23,8 @@ from vesselflow.vessel.evaluation.metrics import (
     max_f1,
     prob_histogram,
 )
-from vesselflow.vessel.fov import detect_fov
-from vesselflow.vessel.inference import segment_image
 from vesselflow.vessel.models import load_model
+from vesselflow.vessel.preprocess.fov import detect_fov
 
 REPO = Path(__file__).resolve().parents[2]
 

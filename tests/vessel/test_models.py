@@ -11,7 +11,7 @@ import torch
 from conftest import TINY_VESSEL as TINY
 
 from vesselflow.flows import bits_per_dim
-from vesselflow.vessel.inference import log_likelihood, sample_stats
+from vesselflow.vessel.analysis.sampler import log_likelihood, sample_stats
 from vesselflow.vessel.models import VesselConfig, build_model, load_model, save_model
 
 
@@ -50,7 +50,7 @@ def test_factored_bce_is_the_plain_bernoulli_likelihood() -> None:
     """factored-bce: q(y=1) = sigmoid(l), normalised, and its loss is torch's / sklearn's BCE."""
     from sklearn.metrics import log_loss
 
-    from vesselflow.vessel.training import TrainOptions, VesselTask
+    from vesselflow.vessel.train.task import TrainOptions, VesselTask
 
     cfg = VesselTask(TrainOptions(model="factored-bce", out="unused", drive="unused")).config(None)
     assert (cfg.kind, cfg.likelihood) == ("factored", "bernoulli")
@@ -175,8 +175,8 @@ def test_config_rejects_unknown_keys(tmp_path) -> None:
 
 
 def test_segment_image_rescales_and_guards_the_fov() -> None:
+    from vesselflow.vessel.analysis.pipeline import AnalysisError, segment_image
     from vesselflow.vessel.data.synthetic import synthetic_fundus
-    from vesselflow.vessel.inference import AnalysisError, segment_image
 
     m = _perturbed("cnf")
     d = synthetic_fundus((176, 208), seed=0)

@@ -7,18 +7,18 @@ import pytest
 import torch
 from conftest import TINY_VESSEL as TINY
 
+from vesselflow.vessel.analysis.pipeline import segment_image
 from vesselflow.vessel.data.corruptions import corrupt
-from vesselflow.vessel.data.normalise import (
+from vesselflow.vessel.data.synthetic import synthetic_fundus
+from vesselflow.vessel.models import VesselConfig, build_model
+from vesselflow.vessel.preprocess.normalise import (
     apply_input_norm,
     fov_channel_stats,
     fov_standardise,
     load_reference_stats,
     reference_stats,
 )
-from vesselflow.vessel.data.synthetic import synthetic_fundus
-from vesselflow.vessel.inference import segment_image
-from vesselflow.vessel.models import VesselConfig, build_model
-from vesselflow.vessel.scale import DRIVE_FOV_DIAMETER, fov_diameter, target_fov_diameter
+from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DIAMETER, fov_diameter, target_fov_diameter
 
 REF = {"mean": [0.7, 0.38, 0.22], "std": [0.12, 0.08, 0.04]}
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vesselflow.vessel.data.augment import TrainAugment
-from vesselflow.vessel.data.normalise import fov_standardise, load_reference_stats
 from vesselflow.vessel.data.photometric import PhotometricAugment
+from vesselflow.vessel.preprocess.normalise import fov_standardise, load_reference_stats
 
 
 def _item(seed: int = 0, size: int = 96) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vesselflow.vessel.data.synthetic import synthetic_fundus
-from vesselflow.vessel.quality import (
+from vesselflow.vessel.review.verdict import (
     FEATURES,
     MESSAGES,
     ONE_SIDED,

@@ -17,7 +17,7 @@ from PIL import Image
 from vesselflow.cli import main
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 from vesselflow.vessel.models import VesselConfig, build_model, load_model, save_model
-from vesselflow.vessel.quality import FEATURES, REFERENCE_FILE
+from vesselflow.vessel.review.verdict import FEATURES, REFERENCE_FILE
 
 
 @pytest.fixture(scope="module")

@@ -30,10 +30,10 @@ from PIL import Image
 from vesselflow.batch.inputs import BatchError, collect_inputs, image_seed
 from vesselflow.cli.segment import add_parser
 from vesselflow.runtime import sigterm_as_interrupt
+from vesselflow.vessel.analysis.batch import STATE_DIR
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 from vesselflow.vessel.models import VesselConfig, build_model, save_model
 from vesselflow.vessel.outputs import OUTPUT_SUFFIXES, output_names
-from vesselflow.vessel.segment import STATE_DIR
 
 SIZES = {"a": (176, 176), "b": (168, 184), "sub/a": (176, 176)}  # input -> (H, W)
 REPO = Path(__file__).resolve().parents[2]
@@ -342,7 +342,7 @@ def test_torchrun_two_processes_each_output_once(images: Path, models: dict[str,
                                                  tmp_path: Path) -> None:
     out = tmp_path / "sharded"
     module = ["-m", "vesselflow", "segment"] if _cli_has_segment() else [
-        "-m", "vesselflow.vessel.segment"]
+        "-m", "vesselflow.vessel.analysis.batch"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            "--nproc_per_node=2", *module, "-i", str(images), "-o", str(out), "--model",
@@ -375,7 +375,7 @@ def test_torchrun_two_processes_each_output_once(images: Path, models: dict[str,
 
 
 def test_segment_module_imports_no_heavy_library() -> None:
-    code = ("import sys, vesselflow.vessel.segment; "
+    code = ("import sys, vesselflow.vessel.analysis.batch; "
             "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO).stdout

@@ -16,7 +16,7 @@ from conftest import TINY_VESSEL as TINY
 from vesselflow.training.checkpoint import load_last, save_last
 from vesselflow.training.loop import NonFiniteLossError
 from vesselflow.vessel.models import VesselCNF, VesselConfig, build_model
-from vesselflow.vessel.training import TrainOptions, train
+from vesselflow.vessel.train.task import TrainOptions, train
 
 
 def _opts(drive: Path, out: Path, **kw) -> TrainOptions:
@@ -106,7 +106,7 @@ def test_cli_passes_the_recipe_flags(monkeypatch, tmp_path: Path) -> None:
     cli = importlib.import_module("vesselflow.cli.main")
 
     seen = {}
-    monkeypatch.setattr("vesselflow.vessel.training.train", lambda o: seen.setdefault("o", o))
+    monkeypatch.setattr("vesselflow.vessel.train.task.train", lambda o: seen.setdefault("o", o))
     rc = cli.main(["train", "--model", "cnf", "--drive", str(tmp_path), "--out",
                    str(tmp_path / "r"), "--conditioning", "unet", "--input-norm",
                    "fov-standardise", "--photometric", "camera", "--scale-range", "0.75", "1.5",

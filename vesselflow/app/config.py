@@ -20,9 +20,8 @@ import json
 import os
 from pathlib import Path
 
+from vesselflow.app.guard import AppError
 from vesselflow.io.images import IMAGE_SUFFIXES
-
-from .guard import AppError
 
 REPO = Path(__file__).resolve().parents[2]  # the repository (../shared/data beside it)
 MODELS_ENV = "VESSELFLOW_APP_MODELS"

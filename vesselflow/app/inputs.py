@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from vesselflow.app.config import MAX_PIXELS, set5_files
+from vesselflow.app.guard import AppError
 from vesselflow.io.images import IMAGE_SUFFIXES
-
-from .config import MAX_PIXELS, set5_files
-from .guard import AppError
 
 
 @dataclass

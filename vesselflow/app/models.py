@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+from vesselflow.app.config import (
+    DEFAULT_UNCERTAINTY_REFERENCE,
+    MODELS_ENV,
+    SR_MODELS_ENV,
+    model_choices,
+)
+from vesselflow.app.guard import AppError, _short
 from vesselflow.io.weights import (
     WEIGHTS_DIR,
     LoadedModel,
@@ -13,9 +20,6 @@ from vesselflow.io.weights import (
 )
 from vesselflow.sr.weights import SR_FAMILY, SR_SHIPPED
 from vesselflow.vessel.models import FAMILY, SHIPPED
-
-from .config import DEFAULT_UNCERTAINTY_REFERENCE, MODELS_ENV, SR_MODELS_ENV, model_choices
-from .guard import AppError, _short
 
 
 def _missing_model(source: str, shipped: tuple[str, ...], how: str) -> str | None:

@@ -17,15 +17,14 @@ import numpy as np
 import streamlit as st
 
 from vesselflow import __version__
+from vesselflow.app.config import BATCH_SIZE, DISPLAY_SIDE, SAMPLE_CHOICES, ZIP_SAMPLES
+from vesselflow.app.guard import AppError
+from vesselflow.app.inputs import InputImage, stem
+from vesselflow.app.models import uncertainty_reference
 from vesselflow.io.encoders import zip_bytes
 from vesselflow.io.weights import LoadedModel
-from vesselflow.vessel import inference
+from vesselflow.vessel.analysis import pipeline
 from vesselflow.vessel.visualize import gray, thumbnail
-
-from .config import BATCH_SIZE, DISPLAY_SIDE, SAMPLE_CHOICES, ZIP_SAMPLES
-from .guard import AppError
-from .inputs import InputImage, stem
-from .models import uncertainty_reference
 
 
 @dataclass(frozen=True)
@@ -60,21 +59,22 @@ def sampling_controls() -> SamplingParams:
     return SamplingParams(int(n), float(temperature), int(seed), bool(rescale))
 
 
-Segmentation = inference.Segmentation
+Segmentation = pipeline.Segmentation
 
 
 def segment_image(model: Any, image: np.ndarray, params: SamplingParams, keep: int = 0,
                   fov: np.ndarray | None = None, device: str = "cpu",
                   callback: Callable[[int, np.ndarray], None] | None = None) -> Segmentation:
-    """:func:`vesselflow.vessel.inference.segment_image` with the app's settings and wording."""
+    """The library's :func:`~vesselflow.vessel.analysis.pipeline.segment_image` with the app's
+    settings and wording."""
     try:
-        return inference.segment_image(
+        return pipeline.segment_image(
             model, image, n=params.n, temperature=params.temperature, seed=params.seed,
             batch_size=BATCH_SIZE, keep=keep, fov=fov, rescale=params.rescale, device=device,
             callback=callback)
-    except inference.AnalysisError as exc:
+    except pipeline.AnalysisError as exc:
         hint = (" (To analyse it as it is, turn off *Match DRIVE's scale* under Advanced in "
-                "the sidebar.)" if isinstance(exc, inference.EnlargementError) else "")
+                "the sidebar.)" if isinstance(exc, pipeline.EnlargementError) else "")
         raise AppError(str(exc).split(": ", 1)[-1] + hint) from exc
 
 
@@ -150,15 +150,15 @@ def biomarkers(loaded: LoadedModel, image_key: str, result: Segmentation,
 
 @st.cache_resource(show_spinner=False)
 def _reference(folder: str, sha256: str) -> Any:
-    from vesselflow.vessel.quality import Reference
+    from vesselflow.vessel.review.verdict import Reference
 
     return Reference.load(folder)
 
 
 def verdict(loaded: LoadedModel, result: Segmentation, threshold: float) -> Any:
-    """The quality verdict of :mod:`vesselflow.vessel.quality` (``segment``'s, for the same
+    """The quality verdict of :mod:`vesselflow.vessel.review.verdict` (``segment``'s, for the same
     image, model and threshold): ``ok`` or ``review`` with reasons."""
-    from vesselflow.vessel.quality import assess_segmentation
+    from vesselflow.vessel.review.verdict import assess_segmentation
 
     return assess_segmentation(result, result.mask(threshold),
                                _reference(str(loaded.path), loaded.sha256))

@@ -16,11 +16,10 @@ import numpy as np
 import streamlit as st
 
 from vesselflow import __version__
+from vesselflow.app.config import SR_MIN_LR_SIDE, SR_SCALE
+from vesselflow.app.guard import AppError
+from vesselflow.app.inputs import InputImage
 from vesselflow.io.encoders import zip_bytes
-
-from .config import SR_MIN_LR_SIDE, SR_SCALE
-from .guard import AppError
-from .inputs import InputImage
 
 
 @dataclass(frozen=True)
@@ -280,10 +279,9 @@ def sr_files(loaded: Any, item: InputImage, case: SRCase, params: SRParams,
     import tempfile
     from pathlib import Path
 
+    from vesselflow.app.inputs import stem
     from vesselflow.io.encoders import write_png
     from vesselflow.sr.upscale import write_upscaled
-
-    from .inputs import stem
 
     name = stem(item.name)
     with tempfile.TemporaryDirectory(prefix="vesselflow-app-") as tmp:

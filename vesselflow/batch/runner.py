@@ -29,11 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vesselflow.io.files import sha256_file, write_json
-from vesselflow.runtime import Dist, environment, now
-
-from .inputs import BatchError, InputItem
-from .state import (
+from vesselflow.batch.inputs import BatchError, InputItem
+from vesselflow.batch.state import (
     RUN_FILES,
     check_folder,
     completed,
@@ -42,6 +39,8 @@ from .state import (
     remove_stray_temps,
     write_metrics,
 )
+from vesselflow.io.files import sha256_file, write_json
+from vesselflow.runtime import Dist, environment, now
 
 
 @dataclass

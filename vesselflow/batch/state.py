@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vesselflow.batch.inputs import BatchError, InputItem
 from vesselflow.io.files import atomic_path, sha256_file
-
-from .inputs import BatchError, InputItem
 
 RUN_FILES = ("run.json", "metrics.csv")
 

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 from vesselflow import __version__
-
-from .loop_args import add_loop_arguments, loop_options
+from vesselflow.cli.loop_args import add_loop_arguments, loop_options
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +51,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     import torch
 
     from vesselflow.training.loop import NonFiniteLossError
-    from vesselflow.vessel.training import TrainOptions, train
+    from vesselflow.vessel.train.task import TrainOptions, train
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     overrides = {k: v for k, v in {"width": a.width, "steps": a.flow_steps,
@@ -151,12 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
+    from vesselflow.cli.app import add_parser as _add_app
+    from vesselflow.cli.prepare import add_parser as _add_prepare
+    from vesselflow.cli.segment import add_parser as _add_segment
+    from vesselflow.cli.sr import add_parser as _add_sr
     from vesselflow.vessel.bench import add_parser as _add_bench
-
-    from .app import add_parser as _add_app
-    from .prepare import add_parser as _add_prepare
-    from .segment import add_parser as _add_segment
-    from .sr import add_parser as _add_sr
 
     _add_segment(sub)
     _add_bench(sub)

@@ -1,5 +1,5 @@
 """``vesselflow segment``: the parser; the work is
-:func:`vesselflow.vessel.segment.segment_inputs`."""
+:func:`vesselflow.vessel.analysis.batch.segment_inputs`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 def parse_threshold(text: str) -> str | float:
     """``auto`` or a number in (0, 1] (argparse type)."""
-    from vesselflow.vessel.segment import _parse_threshold
+    from vesselflow.vessel.analysis.batch import _parse_threshold
 
     return _parse_threshold(text)
 
@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _cmd_segment(a: argparse.Namespace) -> int:
     """0: every image segmented; 1: some failed (the rest are written); 2: the run failed."""
     from vesselflow.batch.inputs import BatchError
-    from vesselflow.vessel.segment import segment_inputs
+    from vesselflow.vessel.analysis.batch import segment_inputs
 
     try:
         record = segment_inputs(a.input, a.out, model=a.model, samples=a.samples,

@@ -30,7 +30,7 @@ def _doc_paragraph(module: str) -> str | None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .loop_args import add_loop_arguments
+    from vesselflow.cli.loop_args import add_loop_arguments
 
     p = sub.add_parser("train", help="train an SR model on T91 + BSD200 patches",
                        description="Train the SR CNF or the factored baseline on random "
@@ -58,10 +58,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _cmd_train(a: argparse.Namespace) -> int:
     import torch
 
+    from vesselflow.cli.loop_args import loop_options
     from vesselflow.sr.training import SRTrainOptions, train_sr
     from vesselflow.training.loop import NonFiniteLossError
-
-    from .loop_args import loop_options
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     overrides = {k: v for k, v in {

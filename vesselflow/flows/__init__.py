@@ -6,16 +6,26 @@ Every invertible layer follows one contract (see :mod:`vesselflow.flows.base`)::
     x, ladj_inv = layer.inverse(z, context)   # ladj_inv == -ladj
 """
 
-from .actnorm import ActNorm
-from .base import FlowLayer, FlowSequence, add_context, cached_context, sum_except_batch
-from .conv1x1 import InvertibleConv1x1
-from .coupling import ConditionalAdditiveCoupling, ConditionalAffineCoupling
-from .dequantizer import build_dequantizer
-from .multiscale import FlowConfig, FlowStep, MultiScaleFlow, bits_per_dim
-from .nets import ConditionalConvNet
-from .priors import ConditionalGaussianPrior, ConditionalSplitPrior, gaussian_log_prob
-from .registry import LAYER_REGISTRY, register_layer
-from .squeeze import Squeeze
+from vesselflow.flows.actnorm import ActNorm
+from vesselflow.flows.base import (
+    FlowLayer,
+    FlowSequence,
+    add_context,
+    cached_context,
+    sum_except_batch,
+)
+from vesselflow.flows.conv1x1 import InvertibleConv1x1
+from vesselflow.flows.coupling import ConditionalAdditiveCoupling, ConditionalAffineCoupling
+from vesselflow.flows.dequantizer import build_dequantizer
+from vesselflow.flows.multiscale import FlowConfig, FlowStep, MultiScaleFlow, bits_per_dim
+from vesselflow.flows.nets import ConditionalConvNet
+from vesselflow.flows.priors import (
+    ConditionalGaussianPrior,
+    ConditionalSplitPrior,
+    gaussian_log_prob,
+)
+from vesselflow.flows.registry import LAYER_REGISTRY, register_layer
+from vesselflow.flows.squeeze import Squeeze
 
 __all__ = [
     "LAYER_REGISTRY",

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import Context, FlowLayer
-from .registry import register_layer
+from vesselflow.flows.base import Context, FlowLayer
+from vesselflow.flows.registry import register_layer
 
 
 @register_layer

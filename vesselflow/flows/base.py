@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .registry import register_layer
+from vesselflow.flows.registry import register_layer
 
 Context = Tensor | Sequence[Tensor] | None
 

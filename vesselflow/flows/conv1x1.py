@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Context, FlowLayer
-from .registry import register_layer
+from vesselflow.flows.base import Context, FlowLayer
+from vesselflow.flows.registry import register_layer
 
 
 @register_layer

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Context, FlowLayer, sum_except_batch
-from .nets import ConditionalConvNet
-from .registry import register_layer
+from vesselflow.flows.base import Context, FlowLayer, sum_except_batch
+from vesselflow.flows.nets import ConditionalConvNet
+from vesselflow.flows.registry import register_layer
 
 
 def _split(x: Tensor) -> tuple[Tensor, Tensor]:

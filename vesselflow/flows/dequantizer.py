@@ -3,8 +3,8 @@ flow that only ever runs ``inverse`` (sampling eps with its log-density)."""
 
 from __future__ import annotations
 
-from .actnorm import ActNorm
-from .multiscale import FlowConfig, MultiScaleFlow
+from vesselflow.flows.actnorm import ActNorm
+from vesselflow.flows.multiscale import FlowConfig, MultiScaleFlow
 
 
 def build_dequantizer(channels: int, steps: int, hidden: int, context_channels: int,

@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .actnorm import ActNorm
-from .base import Context, FlowLayer, FlowSequence, cached_context
-from .conv1x1 import InvertibleConv1x1
-from .coupling import ConditionalAdditiveCoupling, ConditionalAffineCoupling
-from .priors import ConditionalGaussianPrior, ConditionalSplitPrior
-from .registry import register_layer
-from .squeeze import Squeeze
+from vesselflow.flows.actnorm import ActNorm
+from vesselflow.flows.base import Context, FlowLayer, FlowSequence, cached_context
+from vesselflow.flows.conv1x1 import InvertibleConv1x1
+from vesselflow.flows.coupling import ConditionalAdditiveCoupling, ConditionalAffineCoupling
+from vesselflow.flows.priors import ConditionalGaussianPrior, ConditionalSplitPrior
+from vesselflow.flows.registry import register_layer
+from vesselflow.flows.squeeze import Squeeze
 
 
 @register_layer

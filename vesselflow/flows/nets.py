@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import add_context_, project_context
+from vesselflow.flows.base import add_context_, project_context
 
 
 class ConditionalConvNet(nn.Module):

@@ -11,8 +11,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .base import sum_except_batch
-from .nets import ConditionalConvNet
+from vesselflow.flows.base import sum_except_batch
+from vesselflow.flows.nets import ConditionalConvNet
 
 _LOG_2PI = math.log(2 * math.pi)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Context, FlowLayer
-from .registry import register_layer
+from vesselflow.flows.base import Context, FlowLayer
+from vesselflow.flows.registry import register_layer
 
 
 @register_layer

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .files import atomic_path
+from vesselflow.io.files import atomic_path
 
 
 def png_bytes(picture: np.ndarray) -> bytes:

@@ -39,8 +39,14 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageReadError
-from .medical import _HEAD_BYTES, _NIFTI_SUFFIXES, _check_pixels, _decode_dicom, _decode_nifti
+from vesselflow.io.errors import ImageReadError
+from vesselflow.io.medical import (
+    _HEAD_BYTES,
+    _NIFTI_SUFFIXES,
+    _check_pixels,
+    _decode_dicom,
+    _decode_nifti,
+)
 
 DEFAULT_MAX_PIXELS = 100_000_000
 SUPPORTED_FORMATS = "PNG, JPEG, TIFF, BMP, GIF, DICOM (.dcm), NIfTI (.nii, .nii.gz)"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import ImageReadError
-from .images import _SIXTEEN_BIT_MODES, DEFAULT_MAX_PIXELS, _check_file, _decode
+from vesselflow.io.errors import ImageReadError
+from vesselflow.io.images import _SIXTEEN_BIT_MODES, DEFAULT_MAX_PIXELS, _check_file, _decode
 
 
 def read_mask(

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageReadError
+from vesselflow.io.errors import ImageReadError
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _HEAD_BYTES = 544  # enough for the DICOM preamble (132) and NIfTI-1/2 headers (348/540)

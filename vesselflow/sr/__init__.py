@@ -5,7 +5,7 @@ the conditional flow (:class:`SRFlow`) and the factored logistic-mixture baselin
 
 from __future__ import annotations
 
-from .data import (
+from vesselflow.sr.data import (
     SR_DATASETS,
     SRBenchmark,
     SRPatchDataset,
@@ -15,16 +15,16 @@ from .data import (
     to_image,
     to_tensor,
 )
-from .logistic import (
+from vesselflow.sr.logistic import (
     discretized_logistic_mixture_log_prob,
     discretized_logistic_mixture_mean,
     discretized_logistic_mixture_mode,
     sample_discretized_logistic_mixture,
 )
-from .metrics import psnr_y, rgb_to_y, ssim_y
-from .models import SRConfig, SRFactored, SRFlow, sigmoid_ladj
-from .resize import bicubic_degrade, bicubic_upscale, imresize
-from .rrdb import RRDB, ResidualDenseBlock, RRDBNet
+from vesselflow.sr.metrics import psnr_y, rgb_to_y, ssim_y
+from vesselflow.sr.models import SRConfig, SRFactored, SRFlow, sigmoid_ladj
+from vesselflow.sr.resize import bicubic_degrade, bicubic_upscale, imresize
+from vesselflow.sr.rrdb import RRDB, ResidualDenseBlock, RRDBNet
 
 __all__ = [
     "RRDB",

@@ -20,8 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from vesselflow.io.images import IMAGE_SUFFIXES, read_image
-
-from .resize import bicubic_degrade
+from vesselflow.sr.resize import bicubic_degrade
 
 SR_DATASETS = ("Set5", "Set14", "BSD100", "BSD200", "T91")
 

@@ -56,11 +56,10 @@ def evaluate_sr(model_name: str | Path, data: Path, out: Path, sets: list[str],
     from vesselflow.flows import bits_per_dim
     from vesselflow.io.files import write_json
     from vesselflow.runtime import pick_device
-
-    from .data import SRBenchmark, to_image, to_tensor
-    from .metrics import psnr_y, ssim_y
-    from .resize import bicubic_degrade, bicubic_upscale
-    from .weights import load_sr_model
+    from vesselflow.sr.data import SRBenchmark, to_image, to_tensor
+    from vesselflow.sr.metrics import psnr_y, ssim_y
+    from vesselflow.sr.resize import bicubic_degrade, bicubic_upscale
+    from vesselflow.sr.weights import load_sr_model
 
     dev = pick_device(device)
     loaded = load_sr_model(model_name, device=dev)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import to_image, to_tensor
-from .metrics import rgb_to_y
+from vesselflow.sr.data import to_image, to_tensor
+from vesselflow.sr.metrics import rgb_to_y
 
 SAMPLE_BUDGET = 4 * 256 * 256  # LR pixels per model call (samples in a batch x pixels)
 

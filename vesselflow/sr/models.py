@@ -31,14 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vesselflow.flows import FlowConfig, MultiScaleFlow, bits_per_dim, build_dequantizer
-
-from .logistic import (
+from vesselflow.sr.logistic import (
     discretized_logistic_mixture_log_prob,
     discretized_logistic_mixture_mean,
     discretized_logistic_mixture_mode,
     sample_discretized_logistic_mixture,
 )
-from .rrdb import RRDBNet
+from vesselflow.sr.rrdb import RRDBNet
 
 _LOG_256 = math.log(256.0)
 

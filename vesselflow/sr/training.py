@@ -18,12 +18,17 @@ import numpy as np
 import torch
 
 from vesselflow.io.weights import save_model
+from vesselflow.sr.data import (
+    SRPatchDataset,
+    center_crop_pair,
+    read_rgb,
+    to_image,
+    validation_files,
+)
+from vesselflow.sr.metrics import psnr_y
+from vesselflow.sr.models import SRConfig, SRModel, build_sr_model
+from vesselflow.sr.resize import bicubic_degrade
 from vesselflow.training.loop import LoopOptions, fit
-
-from .data import SRPatchDataset, center_crop_pair, read_rgb, to_image, validation_files
-from .metrics import psnr_y
-from .models import SRConfig, SRModel, build_sr_model
-from .resize import bicubic_degrade
 
 VAL_CROP = 128
 

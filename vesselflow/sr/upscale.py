@@ -47,8 +47,7 @@ def write_upscaled(out: Path, image_id: str, imgs: list[Any]) -> list[str]:
     import numpy as np
 
     from vesselflow.io.encoders import write_png
-
-    from .inference import luma_std
+    from vesselflow.sr.inference import luma_std
 
     names = output_names(image_id, len(imgs))
     write_png(out / names[0], imgs[0])
@@ -69,8 +68,7 @@ def upscale_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     import torch
 
     from vesselflow.io.images import read_image
-
-    from .inference import draw_samples, point_estimate
+    from vesselflow.sr.inference import draw_samples, point_estimate
 
     img = read_image(item.path)
     h, w = img.shape[:2]
@@ -102,8 +100,7 @@ def upscale(inputs: str | Path, out: Path, *, model: str = "sr-cnf", temperature
 
     from vesselflow.batch.runner import BatchTask, open_run, run_batch
     from vesselflow.runtime import now, pick_device, sigterm_as_interrupt
-
-    from .weights import load_sr_model
+    from vesselflow.sr.weights import load_sr_model
 
     say = log or (lambda s: print(s, flush=True))
     if resume and overwrite:

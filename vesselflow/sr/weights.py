@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vesselflow.io.weights import LoadedModel, ModelFamily, load_weights
-
-from .models import SRConfig, build_sr_model
+from vesselflow.sr.models import SRConfig, build_sr_model
 
 SR_SHIPPED = ("sr-cnf", "sr-factored")
 SR_FAMILY = ModelFamily("an SR model", SR_SHIPPED, SRConfig.from_dict, build_sr_model)

@@ -1,6 +1,6 @@
 """The generic training loop (:func:`fit`, :class:`LoopOptions`) and its checkpoints: atomic,
 resumable, distributed-ready, for any task."""
 
-from .loop import LoopOptions, NonFiniteLossError, TrainTask, fit
+from vesselflow.training.loop import LoopOptions, NonFiniteLossError, TrainTask, fit
 
 __all__ = ["LoopOptions", "NonFiniteLossError", "TrainTask", "fit"]

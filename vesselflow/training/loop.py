@@ -1,5 +1,5 @@
 """The generic training loop behind ``vesselflow train`` and ``vesselflow sr train``:
-:func:`fit` runs any :class:`TrainTask` (the vessel task: :mod:`vesselflow.vessel.training`;
+:func:`fit` runs any :class:`TrainTask` (the vessel task: :mod:`vesselflow.vessel.train.task`;
 SR: :mod:`vesselflow.sr.training`).
 
 A plain loop rather than a MONAI engine: a flow's objective is a likelihood bound, not a
@@ -28,9 +28,8 @@ import torch.distributed as dist
 
 from vesselflow.io.files import write_json
 from vesselflow.runtime import environment, launch_env, pick_device
-
-from .checkpoint import append_metrics, load_last, save_last
-from .compiled import CompiledForward
+from vesselflow.training.checkpoint import append_metrics, load_last, save_last
+from vesselflow.training.compiled import CompiledForward
 
 
 @dataclass

@@ -13,7 +13,7 @@ output files), once per sample count (default 16 and 100). Reported per run:
 
 Then (unless ``--no-biomarkers``) the vessel biomarkers of 16 samples and the mask of that
 image (:mod:`vesselflow.vessel.biomarkers`, sampling excluded) are timed: target <= 2 s (issue 17),
-and the review assessment (:mod:`vesselflow.vessel.quality`): target <= 0.3 s (issue 14).
+and the review assessment (:mod:`vesselflow.vessel.review.verdict`): target <= 0.3 s (issue 14).
 
 Targets (issue 13, cnf-drive, this 2-core CPU; issue 5's were 3 s and 15 s): 16 samples
 <= 2 s, 100 samples <= 10 s, peak memory <= 2 GB. They are reported against, not asserted.
@@ -54,9 +54,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     from vesselflow.batch.inputs import InputItem
     from vesselflow.io.weights import LoadedModel, resolve_model
-
-    from .models import SHIPPED, VesselConfig, build_model, load_model
-    from .segment import segment_one
+    from vesselflow.vessel.analysis.batch import segment_one
+    from vesselflow.vessel.models import SHIPPED, VesselConfig, build_model, load_model
 
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
@@ -80,7 +79,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         if spec.get("drive"):
             image_path = Path(spec["drive"])
         else:
-            from .data.synthetic import synthetic_fundus
+            from vesselflow.vessel.data.synthetic import synthetic_fundus
 
             image = synthetic_fundus(DRIVE_SIZE, seed=0)["image"]
             image_path = tmp_dir / "drive_sized.png"
@@ -117,12 +116,11 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _time_quality(loaded: Any, image_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
-    """Time the review assessment of one image (:mod:`vesselflow.vessel.quality`): input
+    """Time the review assessment of one image (:mod:`vesselflow.vessel.review.verdict`): input
     features of the analysis-scale photo, map features and the verdict; sampling excluded."""
     from vesselflow.io.images import read_image
-
-    from .inference import segment_image
-    from .quality import Reference, assess_segmentation, input_features
+    from vesselflow.vessel.analysis.pipeline import segment_image
+    from vesselflow.vessel.review.verdict import Reference, assess_segmentation, input_features
 
     res = segment_image(loaded.model, read_image(image_path), n=16, seed=0,
                         batch_size=spec["batch_size"])
@@ -144,9 +142,8 @@ def _time_biomarkers(loaded: Any, image_path: Path, spec: dict[str, Any]) -> dic
     numba code (once per process), is reported apart as ``first_call_seconds``.
     """
     from vesselflow.io.images import read_image
-
-    from .biomarkers import segmentation_report
-    from .inference import segment_image
+    from vesselflow.vessel.analysis.pipeline import segment_image
+    from vesselflow.vessel.biomarkers import segmentation_report
 
     n = int(spec.get("biomarker_samples", 16))
     res = segment_image(loaded.model, read_image(image_path), n=n, keep=n, seed=0,
@@ -299,7 +296,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    from .models import SHIPPED
+    from vesselflow.vessel.models import SHIPPED
 
     try:
         record = run_bench(a.model or list(SHIPPED), a.samples, drive=a.drive,

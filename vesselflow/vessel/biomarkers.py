@@ -21,11 +21,11 @@ One map (H, W) bool and its FOV (H, W) bool give (:data:`BIOMARKERS`):
 The skeleton is ``skimage.morphology.skeletonize`` and its graph is skan's; no graph code here.
 
 Scale: maps are measured at the analysis scale (DRIVE's FOV diameter, where the samples
-live; :func:`vesselflow.vessel.inference.segment_image`). Pixel lengths are converted to the input
-image's pixels with the scale factor, and to micrometres with the pixel size: given by the
-user (``--pixel-size UM``, um per input pixel), or estimated from the FOV on the stated
-assumption (:data:`RETINA_MM_45_DEG`) that a 45 degree field spans about 13 mm of retina
-across the FOV diameter.
+live; :func:`vesselflow.vessel.analysis.pipeline.segment_image`). Pixel lengths are
+converted to the input image's pixels with the scale factor, and to micrometres with the
+pixel size: given by the user (``--pixel-size UM``, um per input pixel), or estimated
+from the FOV on the stated assumption (:data:`RETINA_MM_45_DEG`) that a 45 degree field
+spans about 13 mm of retina across the FOV diameter.
 """
 
 from __future__ import annotations
@@ -340,7 +340,7 @@ def biomarker_report(mask: np.ndarray, samples: Iterable[np.ndarray] | None, fov
 
 def segmentation_report(result: Any, threshold: float, kind: str = "cnf",
                         pixel_size_um: float | None = None) -> BiomarkerReport:
-    """:func:`biomarker_report` of a :class:`vesselflow.vessel.inference.Segmentation`."""
+    """:func:`biomarker_report` of a :class:`vesselflow.vessel.analysis.pipeline.Segmentation`."""
     info = result.scale
     scale = pixel_scale(info.fov_diameter, info.factor, pixel_size_um)
     return biomarker_report(result.mask(threshold), result.samples, result.fov, scale, kind)

@@ -42,14 +42,14 @@ def write_outputs(out: Path, image_id: str, image: np.ndarray, result: Any, thre
 
     Args:
         image: (H, W, 3) float32 input at its original size.
-        result: its :class:`vesselflow.vessel.inference.Segmentation`.
+        result: its :class:`vesselflow.vessel.analysis.pipeline.Segmentation`.
         fov: (H, W) bool field of view at the original size (default: the result's, resized).
 
     Returns:
         ``vessel_density`` (mask fraction of the FOV) and ``mean_uncertainty`` (mean std in it).
     """
-    from .inference import vessel_mask
-    from .visualize import overlay
+    from vesselflow.vessel.analysis.sampler import vessel_mask
+    from vesselflow.vessel.visualize import overlay
 
     if fov is None:
         fov = result.original(result.fov, order=0).astype(bool)
@@ -73,7 +73,7 @@ def write_outputs(out: Path, image_id: str, image: np.ndarray, result: Any, thre
 
 def _samples_stack(result: Any) -> np.ndarray:
     """(N, H', W') bool samples -> uint8 (H, W, N) at the original size."""
-    from .scale import restore_size
+    from vesselflow.vessel.preprocess.scale import restore_size
 
     samples, info = result.samples, result.scale
     h, w = info.original_shape

@@ -10,13 +10,13 @@ import streamlit as st
 
 from vesselflow.app import config, guard, inputs, models, segmenting
 from vesselflow.io.errors import ImageReadError
+from vesselflow.vessel.analysis.sampler import vessel_mask
 from vesselflow.vessel.evaluation.figures import (
     pr_curve_figure,
     reliability_diagram,
     sample_scatter_figure,
 )
 from vesselflow.vessel.evaluation.metrics import score_case
-from vesselflow.vessel.inference import vessel_mask
 from vesselflow.vessel.visualize import AGREEMENT_COLORS, agreement_map, gray, thumbnail, to_uint8
 
 SOURCES = {

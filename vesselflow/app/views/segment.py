@@ -97,7 +97,7 @@ def review_banner(loaded, result: segmenting.Segmentation, threshold: float) -> 
     else:
         st.success("No reason for review: the photo and its vessel map are within the range "
                    "of this model's good calibration maps.", icon=":material/check_circle:")
-    st.caption("The checks (vesselflow.vessel.quality) compare the photo (field of view, "
+    st.caption("The checks (vesselflow.vessel.review.verdict) compare the photo (field of view, "
                "exposure, contrast, colour, noise, blur) and the map (vessel density, "
                "fragmentation, uncertainty for that density) with the range of maps this model "
                "got right (F1 >= 0.7) on DRIVE's training images, clean and degraded. Reason "

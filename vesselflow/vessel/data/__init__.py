@@ -14,8 +14,8 @@ Modules (import the one you need; names below are also re-exported lazily from h
   the patch's source window, :mod:`.warp`); :mod:`.augment_reference` - the whole-image
   reference it is tested against;
 * :mod:`.padding` - :func:`pad_to_multiple`, :func:`crop_padding`;
-* :mod:`vesselflow.vessel.fov` - :func:`detect_fov`;
-* :mod:`vesselflow.vessel.scale` - :data:`DRIVE_FOV_DIAMETER`, :func:`fov_diameter`,
+* :mod:`vesselflow.vessel.preprocess.fov` - :func:`detect_fov`;
+* :mod:`vesselflow.vessel.preprocess.scale` - :data:`DRIVE_FOV_DIAMETER`, :func:`fov_diameter`,
   :func:`rescale_to_drive`, :func:`restore_size`;
 * :mod:`.synthetic` - :func:`synthetic_fundus`.
 """
@@ -43,14 +43,14 @@ _LAZY = {
     "prepare_drive": "vesselflow.vessel.data.prepare",
     "verify_drive": "vesselflow.vessel.data.prepare",
     "TrainAugment": "vesselflow.vessel.data.augment",
-    "crop_padding": "vesselflow.vessel.data.padding",
-    "pad_to_multiple": "vesselflow.vessel.data.padding",
-    "detect_fov": "vesselflow.vessel.fov",
-    "DRIVE_FOV_DIAMETER": "vesselflow.vessel.scale",
-    "ScaleInfo": "vesselflow.vessel.scale",
-    "fov_diameter": "vesselflow.vessel.scale",
-    "rescale_to_drive": "vesselflow.vessel.scale",
-    "restore_size": "vesselflow.vessel.scale",
+    "crop_padding": "vesselflow.vessel.preprocess.padding",
+    "pad_to_multiple": "vesselflow.vessel.preprocess.padding",
+    "detect_fov": "vesselflow.vessel.preprocess.fov",
+    "DRIVE_FOV_DIAMETER": "vesselflow.vessel.preprocess.scale",
+    "ScaleInfo": "vesselflow.vessel.preprocess.scale",
+    "fov_diameter": "vesselflow.vessel.preprocess.scale",
+    "rescale_to_drive": "vesselflow.vessel.preprocess.scale",
+    "restore_size": "vesselflow.vessel.preprocess.scale",
     "synthetic_fundus": "vesselflow.vessel.data.synthetic",
 }
 

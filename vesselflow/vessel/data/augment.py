@@ -9,7 +9,7 @@ and to every mask (nearest, so labels stay exactly {0, 1}) with albumentations' 
 matrix, constant-zero border: pixels rotated in from outside are black image, background label
 and outside-FOV, as for real fundus surrounds. Only the source window the output patch reads
 is warped (:mod:`vesselflow.vessel.data.warp`);
-:mod:`vesselflow.vessel.data.augment_reference` keeps the original whole-image
+:mod:`vesselflow.vessel.data.augment_whole_image` keeps the original whole-image
 ``albumentations.Affine`` path that the tests compare against.
 
 The crop centre is drawn among FOV pixels of the augmented FOV, so patches rarely show only
@@ -32,9 +32,13 @@ import numpy as np
 import torch
 from monai.transforms import RandomizableTrait, Transform
 
-from .normalise import INPUT_NORMS, fov_standardise, load_reference_stats
-from .photometric import PhotometricAugment
-from .warp import affine_matrix, warp_full, warp_region
+from vesselflow.vessel.data.photometric import PhotometricAugment
+from vesselflow.vessel.data.warp import affine_matrix, warp_full, warp_region
+from vesselflow.vessel.preprocess.normalise import (
+    INPUT_NORMS,
+    fov_standardise,
+    load_reference_stats,
+)
 
 IMAGE_KEY = "image"
 MASK_KEYS = ("label", "fov", "label2")

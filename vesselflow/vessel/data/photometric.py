@@ -12,7 +12,7 @@ albumentations pipelines run on the (P, P, 3) float patch that
 
 The colour pipeline also runs on ``extra`` pixels, stacked under the patch in the same call
 so they get exactly the same parameters: a sample of the whole image's FOV pixels, from which
-the per-image FOV standardisation (:mod:`vesselflow.vessel.data.normalise`) takes its
+the per-image FOV standardisation (:mod:`vesselflow.vessel.preprocess.normalise`) takes its
 statistics as it would at inference on the whole photo.
 
 Ranges are generic (not the corruption benchmark's values): exposure x[0.6, 1.4]

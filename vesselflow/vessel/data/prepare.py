@@ -17,8 +17,7 @@ from typing import Any
 from vesselflow.io.errors import DatasetLayoutError, ImageReadError
 from vesselflow.io.images import read_image_bytes
 from vesselflow.io.masks import read_mask_bytes
-
-from .drive import (
+from vesselflow.vessel.data.drive import (
     DRIVE_SHAPE,
     TEST_IDS,
     TRAIN_IDS,

@@ -21,10 +21,9 @@ import numpy as np
 
 from vesselflow.io.files import atomic_path, write_csv, write_json
 from vesselflow.runtime import environment
-
-from . import figures
-from .bootstrap import bootstrap_intervals
-from .metrics import (
+from vesselflow.vessel.evaluation import figures
+from vesselflow.vessel.evaluation.bootstrap import bootstrap_intervals
+from vesselflow.vessel.evaluation.metrics import (
     auc_roc,
     average_precision,
     binary_scores,
@@ -51,7 +50,7 @@ class Case:
 
 
 def drive_cases(root: Path, split: str = "test") -> list[Case]:
-    from ..data.drive import DriveDataset
+    from vesselflow.vessel.data.drive import DriveDataset
 
     data = DriveDataset(root, split)
     out = []
@@ -88,8 +87,7 @@ def pairs_cases(csv_path: Path) -> Sequence[Case]:
     """
     from vesselflow.io.images import read_image
     from vesselflow.io.masks import read_mask
-
-    from ..fov import detect_fov
+    from vesselflow.vessel.preprocess.fov import detect_fov
 
     base = csv_path.parent
     with open(csv_path, newline="") as f:
@@ -123,15 +121,15 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     """Evaluate a model on labelled cases; writes metrics.json, per_image.csv, figures/.
 
     Each image is analysed as ``vesselflow segment`` and the app do
-    (:func:`vesselflow.vessel.inference.segment_image`: the FOV, given or detected; a rescale to
-    DRIVE's FOV diameter; the maps restored to the image's size) and scored at its original
-    size. ``bpd`` is the likelihood of the tracing at the analysis scale: image and tracing
+    (:func:`vesselflow.vessel.analysis.pipeline.segment_image`: the FOV, given or detected;
+    a rescale to DRIVE's FOV diameter; the maps restored to the image's size) and scored at its
+    original size. ``bpd`` is the likelihood of the tracing at the analysis scale: image and tracing
     rescaled (the tracing anti-aliased, >= 0.5), per analysis pixel (the headline; the image's
     own pixel when not rescaled); DRIVE's test images are within the rescale's 5 % tolerance
     and are not resized, so their numbers are unchanged. ``bpd_fov`` is the same bound per
     (analysis-scale) FOV pixel. With ``biomarkers``, the vessel biomarkers of the model (mask
     and samples) are compared with the tracing's
-    (:mod:`vesselflow.vessel.evaluation.biomarkers`).
+    (:mod:`vesselflow.vessel.evaluation.biomarker_agreement`).
 
     With ``canvas`` = N, ``bpd_canvas`` is also reported: the bound for each image and label
     zero-padded to N x N, divided by N * N dimensions. The paper pads DRIVE to 1024 x 1024;
@@ -141,11 +139,11 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     ``seed``; :mod:`.bootstrap` says how the pooled metrics are recomputed); 0 skips them.
     """
     from vesselflow.flows import bits_per_dim
-
-    from ..inference import log_likelihood, segment_image
-    from ..models import load_model
-    from ..quality import Reference, assess_segmentation
-    from . import biomarkers as bm
+    from vesselflow.vessel.analysis.pipeline import segment_image
+    from vesselflow.vessel.analysis.sampler import log_likelihood
+    from vesselflow.vessel.evaluation import biomarker_agreement as bm
+    from vesselflow.vessel.models import load_model
+    from vesselflow.vessel.review.verdict import Reference, assess_segmentation
 
     t0 = time.time()
     loaded = load_model(model_name, device=device)
@@ -179,7 +177,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
             ll_canvas += llc
             llcs.append(llc)
         if biomarkers:
-            from ..biomarkers import segmentation_report
+            from vesselflow.vessel.biomarkers import segmentation_report
 
             rep = segmentation_report(seg, loaded.threshold, loaded.config.kind)
             bio_records.append(bm.case_record(
@@ -295,7 +293,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
 
 def _at_original_size(seg: Any) -> Any:
     """A Segmentation's mean, std and samples at the input's size (scoring happens there)."""
-    from ..inference import SampleStats
+    from vesselflow.vessel.analysis.sampler import SampleStats
 
     mean = np.clip(seg.original(seg.mean), 0.0, 1.0).astype(np.float32)
     std = np.clip(seg.original(seg.std), 0.0, 0.5).astype(np.float32)

@@ -1,10 +1,16 @@
 """Vessel models (CNF and factored baseline), their conditioning network and weight I/O."""
 
 from vesselflow.io.weights import LoadedModel, save_model
-
-from .conditioning import ConditioningNet
-from .vessel import MULTIPLE, VesselCNF, VesselConfig, VesselFactored, VesselModel, build_model
-from .weights import FAMILY, SHIPPED, load_model
+from vesselflow.vessel.models.conditioning import ConditioningNet
+from vesselflow.vessel.models.vessel import (
+    MULTIPLE,
+    VesselCNF,
+    VesselConfig,
+    VesselFactored,
+    VesselModel,
+    build_model,
+)
+from vesselflow.vessel.models.weights import FAMILY, SHIPPED, load_model
 
 __all__ = [
     "FAMILY",

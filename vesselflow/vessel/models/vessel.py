@@ -2,7 +2,7 @@
 
 Both map a fundus image x (B, 3, H, W) in [0, 1] and a binary vessel map y (B, 1, H, W) to a
 log-likelihood, and draw binary samples y ~ p(y | x). H and W must be divisible by 4
-(``MULTIPLE``); :mod:`vesselflow.vessel.inference` pads whole images and crops back.
+(``MULTIPLE``); :mod:`vesselflow.vessel.analysis.sampler` pads whole images and crops back.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vesselflow.flows import FlowConfig, MultiScaleFlow, bits_per_dim, build_dequantizer
-
-from .conditioning import build_conditioning
+from vesselflow.vessel.models.conditioning import build_conditioning
 
 MULTIPLE = 4  # 2^L for the two flow levels, and the two max-pools of the conditioning net
 
@@ -32,7 +31,7 @@ class VesselConfig:
             receptive field); :mod:`.conditioning`.
         input_norm: what the image goes through before the model, at training and at
             inference alike: "none" or "fov-standardise" (each colour channel standardised
-            inside the FOV to DRIVE's statistics, :mod:`vesselflow.vessel.data.normalise`).
+            inside the FOV to DRIVE's statistics, :mod:`vesselflow.vessel.preprocess.normalise`).
         steps: flow steps K per level (the flow has L = 2 levels).
         hidden: width of the flow's coupling/prior networks, per level. The first level runs
             at 1/2 resolution and dominates sampling cost, hence the narrower default there.
@@ -239,7 +238,7 @@ TRAIN_PRESETS: dict[str, dict[str, str]] = {
 
 
 def build_model(config: VesselConfig) -> VesselModel:
-    from vesselflow.vessel.data.normalise import INPUT_NORMS
+    from vesselflow.vessel.preprocess.normalise import INPUT_NORMS
 
     if config.input_norm not in INPUT_NORMS:
         raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {config.input_norm!r}")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vesselflow.io.weights import LoadedModel, ModelFamily, load_weights
-
-from .vessel import VesselConfig, build_model
+from vesselflow.vessel.models.vessel import VesselConfig, build_model
 
 SHIPPED = ("cnf-drive", "factored-drive", "factored-bce")
 FAMILY = ModelFamily("a vessel model", SHIPPED, VesselConfig.from_dict, build_model)

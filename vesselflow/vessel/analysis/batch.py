@@ -18,7 +18,7 @@ the micrometres per input pixel), written by the batch runner
 failure records, sharding and signal handling; bookkeeping lives in ``OUT/.vesselflow/``.
 
 Large images: the FOV is detected and the image is resized so that its FOV diameter matches
-DRIVE's (``vesselflow.vessel.scale``), segmented at the training scale, and the maps are
+DRIVE's (``vesselflow.vessel.preprocess.scale``), segmented at the training scale, and the maps are
 resized back to the original size (bilinear for probabilities, nearest for the mask and the
 samples). A 3504x2336 photograph is therefore sampled at ~840x560. ``--fov-degrees`` (default
 45, DRIVE's) tells it another camera's field of view: the target diameter becomes
@@ -55,7 +55,7 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
                 reference: Any = None) -> dict[str, Any]:
     """Segment one image and write its outputs; returns its metrics row.
 
-    The row carries the quality verdict (:mod:`vesselflow.vessel.quality`, against the
+    The row carries the quality verdict (:mod:`vesselflow.vessel.review.verdict`, against the
     model's ``reference``): ``review`` ("ok" or "review"), ``reasons`` (codes joined by
     ``;``) and ``review_messages`` (one sentence per reason).
 
@@ -65,11 +65,10 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     Raises whatever reading or sampling raises; the caller records it and goes on.
     """
     from vesselflow.io.images import read_image
-
-    from .fov import detect_fov
-    from .inference import segment_image
-    from .outputs import write_outputs
-    from .quality import assess_segmentation
+    from vesselflow.vessel.analysis.pipeline import segment_image
+    from vesselflow.vessel.outputs import write_outputs
+    from vesselflow.vessel.preprocess.fov import detect_fov
+    from vesselflow.vessel.review.verdict import assess_segmentation
 
     image = read_image(item.path)  # (H, W, 3) float32 in [0, 1]; ImageReadError names the file
     h, w = image.shape[:2]
@@ -93,7 +92,7 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
            "fov_diameter": round(info.fov_diameter, 1), "seed": image_seed(seed, item.id),
            "samples": result.n}
     if biomarkers:
-        from .biomarkers import segmentation_report
+        from vesselflow.vessel.biomarkers import segmentation_report
 
         t_bio = time.perf_counter()
         try:
@@ -146,7 +145,7 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
     """Segment every input image into ``out``; the Python form of ``vesselflow segment``.
 
     ``fov_degrees``: the camera's field of view (DRIVE's 45 by default), folded into the
-    rescale to DRIVE's scale (:func:`vesselflow.vessel.scale.target_fov_diameter`).
+    rescale to DRIVE's scale (:func:`vesselflow.vessel.preprocess.scale.target_fov_diameter`).
 
     Failed images are recorded (run.json, metrics.csv) and the batch goes on. Under torchrun
     (RANK/WORLD_SIZE set) each rank segments its share and rank 0 writes the merged run files.
@@ -209,10 +208,14 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
     from vesselflow import __version__
     from vesselflow.batch.runner import BatchTask
     from vesselflow.runtime import pick_device
-
-    from .models import load_model
-    from .outputs import BIOMARKERS_FILE, OUTPUT_SUFFIXES, SAMPLES_SUFFIX, output_names
-    from .quality import Reference
+    from vesselflow.vessel.models import load_model
+    from vesselflow.vessel.outputs import (
+        BIOMARKERS_FILE,
+        OUTPUT_SUFFIXES,
+        SAMPLES_SUFFIX,
+        output_names,
+    )
+    from vesselflow.vessel.review.verdict import Reference
 
     try:
         dev = pick_device(device)
@@ -263,11 +266,12 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
             "reference": None if reference is None else {
                 k: reference.meta.get(k) for k in ("n_maps", "n_good", "good_f1", "command")},
             "note": "review = some quality feature of the photo or the map is outside the "
-                    "range of this model's good calibration maps (vesselflow.vessel.quality)"}}
+                    "range of this model's good calibration maps "
+                    "(vesselflow.vessel.review.verdict)"}}
         if not biomarkers:
             return review
-        from .biomarkers import FACTORED_NOTE, RETINA_MM_45_DEG
-        from .outputs import write_biomarkers
+        from vesselflow.vessel.biomarkers import FACTORED_NOTE, RETINA_MM_45_DEG
+        from vesselflow.vessel.outputs import write_biomarkers
 
         return {**review, "biomarkers": {
             "file": BIOMARKERS_FILE, "images": write_biomarkers(out / BIOMARKERS_FILE, rows),

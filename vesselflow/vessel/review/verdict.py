@@ -16,7 +16,7 @@ diameter), so that they compare across cameras:
 A model's :class:`Reference` holds, per feature, the range seen on its *good* calibration
 maps (F1 >= 0.7 against the tracing): DRIVE's training and validation images, clean and under
 the corruptions of :mod:`vesselflow.vessel.data.corruptions`
-(:mod:`vesselflow.vessel.quality_reference` computes it when a model is shipped and stores it
+(:mod:`vesselflow.vessel.review.calibration` computes it when a model is shipped and stores it
 as ``quality.json`` next to the weights). A feature outside its range is a *finding*, with a
 reason code and a sentence a person can act on; any finding makes the verdict ``review``.
 An image that cannot be analysed at all (no FOV, a FOV under :data:`MIN_FOV_DIAMETER`) is an
@@ -257,12 +257,12 @@ def ranges_from(rows: list[dict[str, float]], margin: float = 0.05
 
 
 def assess_segmentation(seg: Any, mask: np.ndarray, reference: Reference | None) -> Verdict:
-    """The verdict for a :class:`~vesselflow.vessel.inference.Segmentation` and its mask at
+    """The verdict for a :class:`~vesselflow.vessel.analysis.pipeline.Segmentation` and its mask at
     the analysis scale; with no reference, a ``review`` with reason ``no_reference``."""
     feats = {**(seg.input_quality or {}), **output_features(seg.mean, seg.std, mask, seg.fov)}
     if reference is None:
         return Verdict([Finding("no_reference", "this model has no quality reference, so "
                                 "its maps cannot be checked: compute one with python -m "
-                                "vesselflow.vessel.quality_reference", float("nan"),
+                                "vesselflow.vessel.review.calibration", float("nan"),
                                 float("nan"), float("nan"))], feats)
     return reference.assess(feats)

@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from ..biomarkers import BIOMARKERS, NAMES, STATS, BiomarkerReport, PixelScale, measure
+from vesselflow.vessel.biomarkers import (
+    BIOMARKERS,
+    NAMES,
+    STATS,
+    BiomarkerReport,
+    PixelScale,
+    measure,
+)
 
 KEY_BIOMARKERS = ("vessel_density", "length_density", "calibre_mean_um")
 """Those with the issue's coverage target (>= 80 % on DRIVE test)."""

@@ -14,10 +14,9 @@ import torch
 
 from vesselflow.io.weights import save_model
 from vesselflow.training.loop import LoopOptions, fit
-
-from .models import VesselConfig, build_model
-from .models.vessel import TRAIN_PRESETS
-from .validation import THRESHOLD_SAMPLES, choose_threshold, validate
+from vesselflow.vessel.models import VesselConfig, build_model
+from vesselflow.vessel.models.vessel import TRAIN_PRESETS
+from vesselflow.vessel.train.validation import THRESHOLD_SAMPLES, choose_threshold, validate
 
 
 @dataclass

@@ -10,16 +10,15 @@ import numpy as np
 import torch
 
 from vesselflow.flows import bits_per_dim
-
-from .data.normalise import apply_input_norm
-from .evaluation.metrics import binary_scores, in_fov, max_f1
-from .inference import log_likelihood, sample_stats
+from vesselflow.vessel.analysis.sampler import log_likelihood, sample_stats
+from vesselflow.vessel.evaluation.metrics import binary_scores, in_fov, max_f1
+from vesselflow.vessel.preprocess.normalise import apply_input_norm
 
 
 @functools.cache
 def _val_items(drive: Path) -> tuple[dict[str, Any], ...]:
     """The validation images, decoded once per process (validation runs many times)."""
-    from .data.drive import DriveDataset
+    from vesselflow.vessel.data.drive import DriveDataset
 
     data = DriveDataset(drive, "val")
     return tuple(data[i] for i in range(len(data)))

@@ -4,12 +4,12 @@ Calibration maps: DRIVE's 20 training-folder images (16 training + 4 validation)
 each of the 16 training images under ``per_image`` corruptions of
 :mod:`vesselflow.vessel.data.corruptions` (assigned round-robin, so every corruption is used
 about equally; seeded). Every map is made on segment's path
-(:func:`vesselflow.vessel.evaluation.field.analyse`) and scored against its tracing. The
-reference ranges (:func:`vesselflow.vessel.quality.ranges_from`) are those of the *good*
-maps (F1 >= :data:`~vesselflow.vessel.quality.GOOD_F1`). The test set and HRF are never
+(:func:`vesselflow.vessel.evaluation.labelled.analyse`) and scored against its tracing. The
+reference ranges (:func:`vesselflow.vessel.review.verdict.ranges_from`) are those of the *good*
+maps (F1 >= :data:`~vesselflow.vessel.review.verdict.GOOD_F1`). The test set and HRF are never
 used: they are where the flags are evaluated (``benchmarks/review_flags.py``).
 
-    python -m vesselflow.vessel.quality_reference --model cnf-drive --drive ../shared/data/DRIVE
+    python -m vesselflow.vessel.review.calibration --model cnf-drive --drive ../shared/data/DRIVE
 
 writes ``quality.json`` into the model's folder (the shipped ``vesselflow/weights/<name>/`` or
 a run's ``best/``), with every calibration map's F1 and features for inspection.
@@ -23,14 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .quality import GOOD_F1, REFERENCE_FILE, Reference, ranges_from
+from vesselflow.vessel.review.verdict import GOOD_F1, REFERENCE_FILE, Reference, ranges_from
 
 
 def calibration_plan(drive: Path, per_image: int = 4) -> list[tuple[dict, str]]:
     """(DRIVE record, condition) pairs: trainval clean, then train x ``per_image``
     corruptions."""
-    from .data.corruptions import CORRUPTIONS
-    from .data.drive import drive_records
+    from vesselflow.vessel.data.corruptions import CORRUPTIONS
+    from vesselflow.vessel.data.drive import drive_records
 
     names = list(CORRUPTIONS)
     plan = [(r, "clean") for r in drive_records(drive, "trainval")]
@@ -47,9 +47,8 @@ def calibrate(loaded: Any, drive: Path, *, samples: int = 16, per_image: int = 4
     from vesselflow.batch.inputs import image_seed
     from vesselflow.io.images import read_image
     from vesselflow.io.masks import read_mask
-
-    from .data.corruptions import corrupt, corruption_seed
-    from .evaluation.field import analyse
+    from vesselflow.vessel.data.corruptions import corrupt, corruption_seed
+    from vesselflow.vessel.evaluation.labelled import analyse
 
     plan = calibration_plan(drive, per_image)
     rows, t0 = [], time.perf_counter()
@@ -83,10 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from vesselflow.io.files import write_json
+    from vesselflow.vessel.models import load_model
 
-    from .models import load_model
-
-    p = argparse.ArgumentParser(prog="python -m vesselflow.vessel.quality_reference",
+    p = argparse.ArgumentParser(prog="python -m vesselflow.vessel.review.calibration",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="shipped name, model folder or run folder")
     p.add_argument("--drive", type=Path, required=True, help="DRIVE folder")
@@ -99,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     loaded = load_model(a.model)
     ref, rows = calibrate(loaded, a.drive, samples=a.samples, per_image=a.per_image, seed=a.seed)
-    ref.meta["command"] = " ".join(["python -m vesselflow.vessel.quality_reference",
+    ref.meta["command"] = " ".join(["python -m vesselflow.vessel.review.calibration",
                                     *(argv if argv is not None else sys.argv[1:])])
     write_json(Path(loaded.path) / REFERENCE_FILE, ref.to_dict())
     print(f"{loaded.name}: {ref.meta['n_good']} of {len(rows)} calibration maps good "

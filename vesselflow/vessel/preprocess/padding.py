@@ -5,8 +5,8 @@ DRIVE images are 584x565 (H x W); a flow with L squeeze levels needs both sides 
 1024x1024. The two are NOT equivalent: the model sees a different amount of padding (which
 can change what it learns and its likelihood of the padded pixels), and a bpd divided by the
 1024x1024 canvas is about 0.31x one divided by the image's pixels. vesselflow reports bpd
-over the image's own pixels (``vesselflow.vessel.inference.log_likelihood``; ``canvas=`` measures
-the 1024x1024 variant).
+over the image's own pixels (``vesselflow.vessel.analysis.sampler.log_likelihood``;
+``canvas=`` measures the 1024x1024 variant).
 
 Convention: padding is added at the **bottom and right only**, so pixel (i, j) of the padded
 array is pixel (i, j) of the original and coordinates never shift. The returned ``pad`` tuple

@@ -1,6 +1,6 @@
 """The original whole-image augmentation path, kept as the reference the fast one must match.
 
-:class:`ReferenceTrainAugment` is :class:`~vesselflow.vessel.data.augment.TrainAugment` with its
+:class:`WholeImageTrainAugment` is :class:`~vesselflow.vessel.data.augment.TrainAugment` with its
 geometry done as before the patch-region warp: ``albumentations.Affine`` on the whole
 565x584 image and every mask, then the crop (~25 ms per sample instead of ~3 ms). It draws
 the same random numbers in the same order, so for one seed both give the same patches up to
@@ -14,10 +14,10 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from .augment import TrainAugment, _crop
+from vesselflow.vessel.data.augment import TrainAugment, _crop
 
 
-class ReferenceTrainAugment(TrainAugment):
+class WholeImageTrainAugment(TrainAugment):
     """Whole-image warp, then crop (the implementation before issue 19)."""
 
     def _geometry(self, image: np.ndarray, masks: dict[str, np.ndarray],
@@ -45,12 +45,12 @@ class ReferenceTrainAugment(TrainAugment):
         mask_list = list(out.get("masks", []))
         if self.patch_size is not None:
             fov = mask_list[keys.index("fov")] if "fov" in keys else None
-            top, left = self._reference_crop_origin(h, w, fov)
+            top, left = self._whole_image_crop_origin(h, w, fov)
             hwc = _crop(hwc, top, left, self.patch_size)
             mask_list = [_crop(m, top, left, self.patch_size) for m in mask_list]
         return hwc, dict(zip(keys, mask_list, strict=True))
 
-    def _reference_crop_origin(self, h: int, w: int, fov: np.ndarray | None) -> tuple[int, int]:
+    def _whole_image_crop_origin(self, h: int, w: int, fov: np.ndarray | None) -> tuple[int, int]:
         p = self.patch_size
         assert p is not None
         rng = self.rng

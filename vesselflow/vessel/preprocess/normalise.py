@@ -12,7 +12,7 @@ The reference ``ref`` is, per channel, the average over DRIVE's 20 training-fold
 (the within-image spread, which is what one image is standardised to; the pooled std would add
 the between-image spread). It is computed by :func:`reference_stats` from the images and
 stored in ``vesselflow/weights/drive-fov-stats.json`` by
-``python -m vesselflow.vessel.data.normalise --drive ../shared/data/DRIVE``, so inference does
+``python -m vesselflow.vessel.preprocess.normalise --drive ../shared/data/DRIVE``, so inference does
 not need DRIVE; a test recomputes it.
 
 A model trained with it says so in its config (``VesselConfig.input_norm``) and gets it at
@@ -60,8 +60,7 @@ def reference_stats(drive_root: str | Path, split: str = "trainval") -> dict:
     """
     from vesselflow.io.images import read_image
     from vesselflow.io.masks import read_mask
-
-    from .drive import drive_records
+    from vesselflow.vessel.data.drive import drive_records
 
     means, stds, ids = [], [], []
     for rec in drive_records(drive_root, split):
@@ -84,7 +83,7 @@ def load_reference_stats(path: str | Path = STATS_PATH) -> dict:
     except (OSError, ValueError) as e:
         raise FileNotFoundError(
             f"{path}: cannot read the DRIVE FOV statistics ({e}); recompute them with "
-            f"python -m vesselflow.vessel.data.normalise --drive <DRIVE folder>") from None
+            f"python -m vesselflow.vessel.preprocess.normalise --drive <DRIVE folder>") from None
     if len(ref.get("mean", ())) != 3 or len(ref.get("std", ())) != 3:
         raise ValueError(f"{path}: expected 3-channel 'mean' and 'std'")
     return ref
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     """Recompute and store the DRIVE FOV statistics (``--check`` compares with the stored)."""
     from vesselflow.io.files import write_json
 
-    p = argparse.ArgumentParser(prog="python -m vesselflow.vessel.data.normalise",
+    p = argparse.ArgumentParser(prog="python -m vesselflow.vessel.preprocess.normalise",
                                 description=main.__doc__)
     p.add_argument("--drive", type=Path, required=True, help="DRIVE folder")
     p.add_argument("--out", type=Path, default=STATS_PATH)

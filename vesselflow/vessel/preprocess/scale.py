@@ -136,7 +136,7 @@ def rescale_to_drive(
 
     Args:
         image: (H, W, C) or (H, W) float image.
-        fov: bool (H, W) FOV mask (e.g. from :func:`vesselflow.vessel.fov.detect_fov`).
+        fov: bool (H, W) FOV mask (e.g. from :func:`vesselflow.vessel.preprocess.fov.detect_fov`).
         target_diameter: Diameter to match, in pixels.
         tolerance: Relative difference below which nothing is resized.
 

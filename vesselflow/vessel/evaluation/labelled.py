@@ -1,7 +1,7 @@
 """One labelled image analysed as ``vesselflow segment`` analyses it, then scored: the unit of
 the generalisation benchmark (``benchmarks/generalisation.py``), the review-flag evaluation
 (``benchmarks/review_flags.py``) and the calibration of quality references
-(:mod:`vesselflow.vessel.quality_reference`)."""
+(:mod:`vesselflow.vessel.review.calibration`)."""
 
 from __future__ import annotations
 
@@ -22,16 +22,15 @@ def analyse(loaded: Any, image: np.ndarray, label: np.ndarray, fov_true: np.ndar
     The FOV is detected from the image itself (not the dataset's mask), the map is resized
     back, and the mask is ``prob >= loaded.threshold`` inside the detected FOV (segment's
     ``_mask.png``). The record also carries the quality features of
-    :mod:`vesselflow.vessel.quality` (``quality``) and, with a ``reference``, the verdict.
+    :mod:`vesselflow.vessel.review.verdict` (``quality``) and, with a ``reference``, the verdict.
 
     Returns:
         (record, 4097-level probability histogram inside ``fov_true`` for pooled curves).
     """
-    from vesselflow.vessel.fov import detect_fov
-    from vesselflow.vessel.inference import segment_image
-    from vesselflow.vessel.quality import assess_segmentation
-
-    from .metrics import binary_scores, prob_histogram
+    from vesselflow.vessel.analysis.pipeline import segment_image
+    from vesselflow.vessel.evaluation.metrics import binary_scores, prob_histogram
+    from vesselflow.vessel.preprocess.fov import detect_fov
+    from vesselflow.vessel.review.verdict import assess_segmentation
 
     t0 = time.perf_counter()
     fov = detect_fov(image)
