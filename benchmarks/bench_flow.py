@@ -4,7 +4,7 @@ Not a test: run ``make bench`` (or ``python benchmarks/bench_flow.py``) and read
 Figures vary about +-20% run to run on a shared 2-core VM, so the two memory formats are
 measured interleaved in one process and reported side by side.
 
-Outputs ``benchmarks/results/bench_flow.json``.
+Outputs ``results/bench_flow.json`` (``--out``).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--batch", type=int, default=8, help="samples per batch")
     ap.add_argument("--reps", type=int, default=5, help="training steps timed per setting")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_flow.json"))
+    ap.add_argument("--out", type=Path, default=Path("results/bench_flow.json"))
     a = ap.parse_args()
     torch.manual_seed(0)
     model = build_model(VesselConfig(kind="cnf"))

@@ -1,8 +1,8 @@
 """Training throughput of the shipped configurations: steps per minute of wall time, before and
-after issue 19 (patch-region augmentation, optional ``torch.compile``), in one process.
+after the speed work (patch-region augmentation, optional ``torch.compile``), in one process.
 
 Not a test: ``python benchmarks/bench_train.py`` writes ``results/bench_train.json`` and
-``results/bench_train.md`` (the README's speed section is built from the JSON by
+``results/bench_train.md`` (docs/RESULTS.md's training-throughput table is built from them by
 ``scripts/results_table.py``). The machine is shared, so the variants are interleaved: every
 round times each of them for ``--steps`` steps (the order rotating), and the reported rate is
 the median over rounds; the ratios are the robust part. The load average is recorded.

@@ -1,10 +1,10 @@
-"""Generalisation benchmark (issue 13): the shipped models off DRIVE's camera, on the product path.
+"""Generalisation benchmark: the shipped models off DRIVE's camera, on the product path.
 
 Conditions: DRIVE test clean; DRIVE test under every corruption of
 :data:`vesselflow.vessel.data.corruptions.CORRUPTIONS`; HRF, all 42 labelled images (another camera,
 3504x2336). Each image is analysed exactly as ``vesselflow segment`` does: FOV detected from
 the (corrupted) image, the image rescaled so the FOV has DRIVE's diameter, ``--samples``
-samples with segment's per-image seed (``image_seed(--seed, id)``), maps resized back to the
+samples with segment's per-image seed (``--seed`` and the image id), maps resized back to the
 original size, mask = ``prob >= the model's a-priori threshold`` inside the detected FOV.
 Scores are at the original size inside the dataset's FOV mask.
 
@@ -46,7 +46,7 @@ from vesselflow.vessel.evaluation.labelled import EMPTY_FRACTION, analyse
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CACHE_VERSION = 2  # bump when the analysis or scoring changes: cached rows are redone
-# 2: records carry the quality features of vesselflow.vessel.review.verdict (issue 14)
+# 2: records carry the quality features of vesselflow.vessel.review.verdict
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,6 @@ def run_row(loaded, variant: str, cond: str, items: list[Item], args, norm: str 
 
     With ``cached_only`` a row missing from the cache is not computed: returns None.
     """
-    from vesselflow.batch.inputs import image_seed
     from vesselflow.io.images import read_image
     from vesselflow.io.masks import read_mask
     from vesselflow.vessel.data.corruptions import corrupt
@@ -162,7 +161,7 @@ def run_row(loaded, variant: str, cond: str, items: list[Item], args, norm: str 
         if cond not in ("clean", "hrf"):
             image = corrupt(image, cond, corruption_seed(args.seed, cond, it.id))
         rec, h = analyse(loaded, image, label, fov_true, samples=args.samples,
-                         seed=image_seed(args.seed, it.id), input_norm=norm, name=it.id)
+                         seed=args.seed, input_norm=norm, name=it.id)
         records.append(rec)
         hist = h if hist is None else hist + h
         print(f"[{variant}] {lab} [{k + 1}/{len(items)}] {it.id}: "
@@ -187,7 +186,7 @@ def _fmt(v: float, d: int = 3) -> str:
 def markdown(result: dict) -> str:
     """The table (one line per variant and condition) with its definitions."""
     lines = [
-        "# Generalisation benchmark (issue 13)",
+        "# Generalisation benchmark",
         "",
         f"Models {', '.join(f'`{m}`' for m in result['models'])}, `vesselflow segment`'s "
         f"path, {result['samples']} samples, seed "
@@ -251,12 +250,12 @@ def summary(result: dict) -> str:
 
 
 HRF_F1_TARGET, HRF_MIN_IMAGE_F1, CORRUPTION_MARGIN = 0.76, 0.6, 0.03
-"""Issue 13's targets for the CNF (the factored model must improve too)."""
+"""The camera-robustness targets for the CNF (the factored model must improve too)."""
 
 
 def targets(result: dict) -> list[str]:
-    """Issue 13's generalisation targets next to each variant's numbers: met, or missed by."""
-    out = ["## Targets of issue 13 (stated for the CNF; shown for every variant)", ""]
+    """The generalisation targets next to each variant's numbers: met, or missed by."""
+    out = ["## Targets (stated for the CNF; shown for every variant)", ""]
     for variant, rows in result["rows"].items():
         bits = []
         if "hrf" in rows:
@@ -366,8 +365,11 @@ def main(argv: list[str] | None = None) -> dict:
     datasets = {"drive": drive_items(args.drive, args.drive_split)[: args.limit]}
     if "hrf" in args.conditions:
         datasets["hrf"] = hrf_items(args.hrf)[: args.limit]
+    # --cached-only only says where the rows come from (a full run's cache, kept out of git);
+    # the recorded command is the one that computes them from a clean clone.
     shown = [a if " " not in a else f"'{a}'" for a in (argv if argv is not None
-                                                        else sys.argv[1:])]
+                                                        else sys.argv[1:])
+             if a != "--cached-only"]
     result = {"command": " ".join(["python benchmarks/generalisation.py", *shown]),
               "drive_split": args.drive_split,
               "samples": args.samples, "seed": args.seed, "limit": args.limit,

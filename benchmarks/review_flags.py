@@ -1,7 +1,7 @@
-"""Evaluation of the review flags (issue 14): do they catch the maps that failed?
+"""Evaluation of the review flags: do they catch the maps that failed?
 
 For each model, the verdict of :mod:`vesselflow.vessel.review.verdict` (against the model's stored
-reference, calibrated on DRIVE's training and validation images only) is computed for:
+review calibration, from DRIVE's training and validation images only) is computed for:
 
 * DRIVE test, clean, and under every corruption of the generalisation benchmark; HRF (all 42
   labelled images): the per-image quality features and F1 come from the generalisation
@@ -24,8 +24,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vesselflow.vessel.review.verdict import ReviewCalibration
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD_F1, GOOD_F1 = 0.6, 0.7
@@ -56,10 +60,10 @@ def non_fundus_images(size: int = 512) -> dict[str, np.ndarray]:
             for k, v in out.items()}
 
 
-def _verdicts(reference, records: list[dict]) -> list[dict]:
+def _verdicts(calibration: ReviewCalibration, records: list[dict]) -> list[dict]:
     out = []
     for r in records:
-        v = reference.assess(r["quality"])
+        v = calibration.assess(r["quality"])
         out.append({"id": r["id"], "f1": r["f1"], "review": v.review, "reasons": v.codes})
     return out
 
@@ -91,10 +95,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     from vesselflow.io.files import atomic_path, write_json
     from vesselflow.vessel.analysis.pipeline import AnalysisError, segment_image
+    from vesselflow.vessel.analysis.summary import summarise
     from vesselflow.vessel.data.corruptions import CORRUPTIONS
     from vesselflow.vessel.models import load_model
     from vesselflow.vessel.preprocess.fov import detect_fov
-    from vesselflow.vessel.review.verdict import Reference, assess_segmentation
+    from vesselflow.vessel.review.verdict import ReviewCalibration
 
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
@@ -103,10 +108,10 @@ def main(argv: list[str] | None = None) -> dict:
                     "bad_f1": BAD_F1, "good_f1": GOOD_F1, "models": {}}
     for name in a.models:
         loaded = load_model(name)
-        reference = Reference.load(loaded.path)
-        if reference is None:
-            raise SystemExit(f"{name}: no quality reference; run python -m "
-                             f"vesselflow.vessel.review.calibration --model {name}")
+        calibration = ReviewCalibration.load(loaded.path)
+        if calibration is None:
+            raise SystemExit(f"{name}: no review calibration; run vesselflow calibrate-review "
+                             f"--model {name} --drive DRIVE")
         sets: dict[str, list[dict]] = {}
         for cond in ["clean", *CORRUPTIONS, "hrf"]:
             f = a.cache / loaded.name / f"{cond}.json"
@@ -120,14 +125,14 @@ def main(argv: list[str] | None = None) -> dict:
             if any("quality" not in r for r in saved["records"]):
                 print(f"[{name}] {cond}: cache has no quality features, left out", flush=True)
                 continue
-            sets[cond] = _verdicts(reference, saved["records"])
+            sets[cond] = _verdicts(calibration, saved["records"])
         labelled = [r for rows in sets.values() for r in rows]
         nonf = []
         for img_name, image in non_fundus_images().items():
             try:
                 fov = detect_fov(image)
                 seg = segment_image(loaded.model, image, n=a.samples, fov=fov, name=img_name)
-                v = assess_segmentation(seg, seg.mask(loaded.threshold), reference)
+                v = summarise(seg, loaded.threshold, calibration).verdict
                 nonf.append({"id": img_name, "outcome": v.status, "reasons": v.codes})
             except AnalysisError as e:
                 nonf.append({"id": img_name, "outcome": "refused", "reasons": str(e)})
@@ -152,9 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["# Review flags (issue 14)", "",
-             f"Command: `{result['command']}`. Verdicts against each model's stored quality "
-             "reference (calibrated on DRIVE's training and validation images only). *bad*: "
+    lines = ["# Review flags", "",
+             f"Command: `{result['command']}`. Verdicts against each model's stored review "
+             "calibration (from DRIVE's training and validation images only). *bad*: "
              f"F1 < {BAD_F1}; *good*: F1 >= {GOOD_F1}. Recall = bad maps flagged; false "
              "alarms = good maps flagged.", "",
              "| model | set | images | flagged | bad maps flagged (recall) | good maps flagged "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ablation of the issue-13 training recipe on the factored model (cheap enough to train four
+# Ablation of the camera-robust training recipe on the factored model (cheap enough to train four
 # times): each variant adds one choice to the previous one, trains MINUTES wall minutes on
 # DRIVE's training images (one thread), and is measured by the generalisation benchmark on
 # DRIVE's *validation* images (clean and under every corruption) and the first HRF_N HRF

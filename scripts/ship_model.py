@@ -11,7 +11,7 @@ provenance is kept): to attach a new evaluation or refresh the threshold and mod
 
 Writes ``model.safetensors`` and ``config.json`` (model config + meta: the a-priori threshold
 chosen on DRIVE's validation split on the mean of as many samples as the evaluation uses
-(``THRESHOLD_SAMPLES``, 100), the uncertainty reference measured on the same split, the test
+(``THRESHOLD_SAMPLES``, 100), the test
 metrics from ``vesselflow evaluate`` with their 95% bootstrap intervals, the training command,
 steps, wall time and hardware, and the weights' sha256), plus a short ``MODEL_CARD.md``. An
 evaluation run with another threshold than the shipped one is refused.
@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-from shipping import read_evaluation, read_run, ship, training_meta
+from shipping import read_evaluation, read_run, repo_path, ship, training_meta
 
 from vesselflow.io.weights import WEIGHTS_DIR
-from vesselflow.vessel.analysis.sampler import sample_stats
-from vesselflow.vessel.evaluation.metrics import in_fov, uncertainty_reference
 from vesselflow.vessel.models import load_model
+from vesselflow.vessel.review.verdict import CALIBRATION_FILE
 
 TEST_KEYS = ("bpd", "bpd_fov", "max_f1", "f1", "threshold", "precision", "recall", "auc_roc",
              "average_precision", "ece", "sample_precision", "sample_recall", "human",
@@ -52,15 +50,14 @@ def main() -> None:
                     help="vesselflow evaluate output of these weights (adds test metrics)")
     ap.add_argument("--drive", type=Path, default=Path("../shared/data/DRIVE"))
     ap.add_argument("--no-quality", action="store_true",
-                    help="skip calibrating the quality reference (vesselflow.vessel."
-                    "quality_reference: ~84 maps of DRIVE's training images, minutes)")
+                    help="skip calibrating the review (vesselflow.vessel.review."
+                    "calibration: ~84 maps of DRIVE's training images, minutes)")
     ap.add_argument("--threshold-samples", type=int, default=None,
                     help="samples per validation image the a-priori threshold is chosen at "
                     "(default THRESHOLD_SAMPLES, the evaluation's 100); a threshold already "
                     "chosen at this count is kept")
     a = ap.parse_args()
 
-    from vesselflow.vessel.data.drive import DriveDataset
     from vesselflow.vessel.train.validation import THRESHOLD_SAMPLES, choose_threshold
 
     if a.shipped:
@@ -86,21 +83,10 @@ def main() -> None:
                          f"model's a-priori threshold is {threshold['threshold']:.4f}: ship "
                          f"without --eval first, then evaluate the shipped model")
 
-    per_image = loaded.meta.get("val_mean_uncertainty") if a.shipped else None
-    if not per_image:  # re-shipped weights keep theirs: the same seeded measurement
-        print("measuring the uncertainty reference on the validation split ...", flush=True)
-        val = DriveDataset(a.drive, "val")
-        per_image = []
-        for i in range(len(val)):
-            d = val[i]
-            stats = sample_stats(loaded.model, d["image"], n=16, temperature=1.0, seed=i)
-            per_image.append(float(in_fov(stats.std, d["fov"][0].numpy() > 0.5).mean()))
     meta = {
         **loaded.meta,
         **threshold,
         "name": a.name,
-        "uncertainty_reference": uncertainty_reference(per_image),
-        "val_mean_uncertainty": per_image,
         "test_metrics": ({k: test[k] for k in TEST_KEYS if k in test} if test
                          else loaded.meta.get("test_metrics") if a.shipped else None),
         "training": training,
@@ -118,18 +104,16 @@ def main() -> None:
                         f"vesselflow model for retinal vessel segmentation: {LIKELIHOOD[kind]}. "
                         "Trained on DRIVE's training split. Research use only, not for "
                         "diagnosis.", facts)
-    if not a.no_quality and not (dest / "quality.json").is_file():
+    if not a.no_quality and not (dest / CALIBRATION_FILE).is_file():
         from vesselflow.io.files import write_json
-        from vesselflow.vessel.review.calibration import calibrate
+        from vesselflow.vessel.evaluation.review_calibration import calibrate
 
-        print("calibrating the quality reference on DRIVE's training images ...", flush=True)
-        ref, _ = calibrate(load_model(dest), a.drive)
-        ref.meta["command"] = (f"python scripts/ship_model.py --name {a.name} (calibrate, "
-                               f"--drive {a.drive})")
-        write_json(dest / "quality.json", ref.to_dict())
-    print(f"shipped {a.name} -> {dest} (sha256 {digest[:16]}..., "
-          f"uncertainty reference {meta['uncertainty_reference']:.4f}, val per-image "
-          f"{np.round(per_image, 4).tolist()})")
+        print("calibrating the review on DRIVE's training images ...", flush=True)
+        calibration, _ = calibrate(load_model(dest), a.drive)
+        calibration.meta["command"] = (f"python scripts/ship_model.py --name {a.name} (calibrate, "
+                               f"--drive {repo_path(a.drive)})")
+        write_json(dest / CALIBRATION_FILE, calibration.to_dict())
+    print(f"shipped {a.name} -> {dest} (sha256 {digest[:16]}...)")
 
 
 def _ci(t: dict, key: str) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ship a vessel model trained with the issue-13 recipe and measure it: the a-priori threshold,
+# Ship a vessel model trained with the camera-robust recipe and measure it: the a-priori threshold,
 # uncertainty and quality references (scripts/ship_model.py), DRIVE test with 100 samples, and
 # the test metrics attached to the shipped card. Run once per model (one thread each when two
 # run at once), then the benchmarks:

@@ -4,13 +4,50 @@ writing ``vesselflow/weights/<name>/`` as a whole (built beside it, then swapped
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported only by ship(): results_table.py reads commands() fast
+    import torch
 
-from vesselflow.io.weights import WEIGHTS_DIR, save_model
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def repo_path(path: str | Path, root: Path = ROOT) -> str:
+    """``path`` relative to the repository when it lies inside it, else as given: a recorded
+    path must mean the same in any clone, not on one machine."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return str(p.resolve().relative_to(root.resolve()))
+        except ValueError:
+            return str(path)
+    return str(path)
+
+
+def repo_command(command: str | None, root: Path = ROOT) -> str | None:
+    """A recorded command line as a reader types it in a clone of the repository.
+
+    The training loop records ``sys.argv`` as run, so its first word is however the entry point
+    was started (``.venv/bin/vesselflow``, a worktree's ``vesselflow/__main__.py``,
+    ``python -m vesselflow``): it becomes ``vesselflow``. Absolute paths inside the repository
+    (also in ``--opt=PATH``) become repository-relative; others are kept as recorded."""
+    if not command:
+        return command
+    words = shlex.split(command)
+    first = words[0].replace("\\", "/")
+    if first.endswith("vesselflow/__main__.py") or Path(first).name == "vesselflow":
+        words = ["vesselflow", *words[1:]]
+    elif Path(first).name.startswith("python") and words[1:3] == ["-m", "vesselflow"]:
+        words = ["vesselflow", *words[3:]]
+    out = []
+    for w in words:
+        key, eq, value = w.partition("=")
+        out.append(f"{key}={repo_path(value, root)}" if eq and w.startswith("--")
+                   else repo_path(w, root))
+    return shlex.join(out)
 
 
 def read_run(run: Path, evaluation: Path | None, sha256: str
@@ -34,8 +71,12 @@ def read_evaluation(evaluation: Path | None, sha256: str) -> dict[str, Any] | No
 def training_meta(run_cfg: dict[str, Any], summary: dict[str, Any], data: str
                   ) -> dict[str, Any]:
     """How the weights were made: command, options, steps, wall time, hardware, data."""
-    return {"command": run_cfg.get("command"), "history": run_cfg.get("history"),
-            "options": run_cfg.get("train"),
+    history = [{**h, "command": repo_command(h.get("command"))}
+               for h in run_cfg.get("history") or []] or None
+    options = {k: repo_path(v) if isinstance(v, str) and Path(v).is_absolute() else v
+               for k, v in (run_cfg.get("train") or {}).items()} or None
+    return {"command": repo_command(run_cfg.get("command")), "history": history,
+            "options": options,
             "steps": summary.get("steps"), "wall_minutes": summary.get("wall_minutes"),
             "device": run_cfg.get("device"), "environment": run_cfg.get("environment"),
             "data": data}
@@ -45,29 +86,31 @@ def commands(training: dict[str, Any]) -> str:
     """The training command(s) in Markdown: a resumed run lists each invocation in order."""
     history = training.get("history") or []
     if len(history) < 2:
-        return f"`{training.get('command')}`"
-    return ", then ".join(f"`{h['command']}`" + (f" (from step {h['from_step']})"
-                                                 if h["from_step"] else "")
+        return f"`{repo_command(training.get('command'))}`"
+    return ", then ".join(f"`{repo_command(h['command'])}`"
+                          + (f" (from step {h['from_step']})" if h["from_step"] else "")
                           for h in history)
 
 
-def _keep_quality_reference(old: Path, new: Path, digest: str) -> None:
-    """A re-shipped model keeps its quality reference if it was calibrated on these weights."""
-    import json
+def _keep_review_calibration(old: Path, new: Path, digest: str) -> None:
+    """A re-shipped model keeps its review calibration if it was made with these weights."""
+    from vesselflow.vessel.review.verdict import CALIBRATION_FILE
 
-    ref = old / "quality.json"
+    calibration = old / CALIBRATION_FILE
     try:
-        same = json.loads(ref.read_text()).get("model_sha256") == digest
+        same = json.loads(calibration.read_text()).get("model_sha256") == digest
     except (OSError, ValueError):
         return
     if same:
-        shutil.copy2(ref, new / "quality.json")
+        shutil.copy2(calibration, new / CALIBRATION_FILE)
 
 
 def ship(name: str, model: torch.nn.Module, meta: dict[str, Any], intro: str,
          facts: list[str]) -> tuple[Path, str]:
     """Write weights, config and MODEL_CARD.md (``intro``, the sha256, ``facts`` and how it
     was trained) to ``vesselflow/weights/<name>/`` as a whole; returns (folder, sha256)."""
+    from vesselflow.io.weights import WEIGHTS_DIR, save_model
+
     dest = WEIGHTS_DIR / name
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -78,7 +121,7 @@ def ship(name: str, model: torch.nn.Module, meta: dict[str, Any], intro: str,
              f"on {t['device']} ({(t.get('environment') or {}).get('cpus')} CPUs)",
              "- config: see config.json"]
     (tmp / "MODEL_CARD.md").write_text(f"# {name}\n\n{intro}\n\n" + "\n".join(lines) + "\n")
-    _keep_quality_reference(dest, tmp, digest)
+    _keep_review_calibration(dest, tmp, digest)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest, digest

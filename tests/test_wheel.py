@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "WEIGHTS_AND_DATA.md", "vesselflow")
+# app/ (the checkout's Streamlit entry file) is copied too: the wheel must leave it out.
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "WEIGHTS_AND_DATA.md", "vesselflow", "app")
 SHIPPED = sorted(p.name for p in (REPO / "vesselflow" / "weights").iterdir() if p.is_dir())
 
 pytestmark = pytest.mark.slow

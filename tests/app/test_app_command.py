@@ -1,5 +1,6 @@
 """``vesselflow app``: the installed Streamlit app starts on localhost and answers its health
-check; the shipped settings become Streamlit flags (local only, no usage statistics)."""
+check; the shipped settings become Streamlit flags (local only, no usage statistics). And the
+checkout's ``app/streamlit_app.py`` serves the same app with the same settings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -62,3 +64,26 @@ def test_vesselflow_app_serves_the_health_check(tmp_path: Path) -> None:
             proc.wait()
         log.close()
     assert proc.returncode is not None
+
+
+def test_streamlit_app_file_serves_the_packaged_app_on_every_rerun(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # app/streamlit_app.py, the file `streamlit run` and hosting expect, runs the packaged app:
+    # pages found from there, and the app drawn again on a rerun (a plain import would not).
+    # The shipped models: a missing one stops the page, which would hide a cached import.
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("VESSELFLOW_DRIVE", str(tmp_path / "no-drive-here"))
+    at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=90)
+    for _ in range(2):
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("Research use only" in w.value for w in at.info)
+        assert at.title and at.title[0].value.startswith("Segment")
+
+
+def test_streamlit_app_file_gets_the_shipped_settings() -> None:
+    # `streamlit run app/streamlit_app.py` reads app/.streamlit/config.toml (Streamlit's
+    # script-level config): it must say what the packaged settings say.
+    copy = tomllib.loads((REPO / "app" / ".streamlit" / "config.toml").read_text())
+    assert copy == tomllib.loads((REPO / "vesselflow" / "app" / "streamlit.toml").read_text())

@@ -137,8 +137,8 @@ def test_segment_upload_sample_threshold_and_downloads() -> None:
     assert {"input image", "vessel probability map", "uncertainty map", "binary vessel mask",
             "overlay", "sample 1"} <= alts(at)
     assert any("mean of 4 samples" in c for c in captions(at))
-    # A model without a quality reference cannot vouch for its maps: flagged, with the reason.
-    assert any("Review this map" in w.value and "no quality reference" in w.value
+    # A model without a review calibration cannot vouch for its maps: flagged, with the reason.
+    assert any("Review this map" in w.value and "no review calibration" in w.value
                for w in at.warning)
     slider = threshold_slider(at)
     assert slider.value == pytest.approx(0.5)  # the model's a-priori threshold
@@ -184,20 +184,20 @@ def test_segment_vessel_measurements_table_with_intervals_and_download() -> None
     assert "Measurements CSV" in [b.label for b in at.download_button]
 
 
-def test_threshold_and_review_reference_come_from_the_model(
+def test_threshold_and_review_calibration_come_from_the_model(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import torch
 
     from vesselflow.vessel.models import VesselConfig, build_model, save_model
+    from vesselflow.vessel.review.features import FEATURES
+    from vesselflow.vessel.review.verdict import CALIBRATION_FILE
 
     torch.manual_seed(0)
-    from vesselflow.vessel.review.verdict import FEATURES, REFERENCE_FILE
-
     save_model(build_model(VesselConfig(kind="cnf", **TINY)), tmp_path / "m",
-               meta={"threshold": 0.3125, "uncertainty_reference": 0.9})
-    # A quality reference that accepts everything but a map denser than 99% of the FOV.
+               meta={"threshold": 0.3125})
+    # A review calibration that accepts everything but a map denser than 99% of the FOV.
     ranges = {f: [-1e9, 1e9] for f in FEATURES}
-    (tmp_path / "m" / REFERENCE_FILE).write_text(json.dumps({"ranges": ranges}))
+    (tmp_path / "m" / CALIBRATION_FILE).write_text(json.dumps({"ranges": ranges}))
     monkeypatch.setenv("VESSELFLOW_APP_MODELS", json.dumps({"Calibrated": str(tmp_path / "m")}))
     at = run_app()
     at.select_slider(key="n_samples").set_value(2)
@@ -208,10 +208,10 @@ def test_threshold_and_review_reference_come_from_the_model(
     assert not any("Review this map" in w.value for w in at.warning)
     # The verdict follows the threshold: at 0 every FOV pixel is vessel, far above the range.
     ranges["density"] = [0.0, 0.99]
-    (tmp_path / "m" / REFERENCE_FILE).write_text(json.dumps({"ranges": ranges}))
+    (tmp_path / "m" / CALIBRATION_FILE).write_text(json.dumps({"ranges": ranges}))
     from vesselflow.app import segmenting
 
-    segmenting._reference.clear()
+    segmenting._calibration.clear()
     threshold_slider(at).set_value(0.0).run()
     assert any("Review this map" in w.value and "far more vessel" in w.value
                for w in at.warning)
@@ -578,7 +578,8 @@ def _fake_result():
     return Segmentation(
         image=rng.random((40, 50, 3)).astype(np.float32), fov=fov, mean=mean,
         std=np.sqrt(mean * (1 - mean)), samples=rng.random((2, 40, 50)) < 0.5, n=8,
-        scale=ScaleInfo((80, 100), (40, 50), 0.5, 200.0), fov_source="detected", seconds=0.1)
+        scale=ScaleInfo((80, 100), (40, 50), 0.5, 200.0), fov_source="detected", seconds=0.1,
+        input_features={}, original_fov=np.ones((80, 100), bool))
 
 
 def test_download_files_are_at_the_original_size_with_run_json(tiny_models) -> None:
@@ -592,29 +593,83 @@ def test_download_files_are_at_the_original_size_with_run_json(tiny_models) -> N
     item = inputs.InputImage("eye.jpg", "abc123", np.zeros((80, 100, 3), np.float32))
     result = _fake_result()
     params = segmenting.SamplingParams(n=8, temperature=0.7, seed=3, rescale=True)
-    zipped = segmenting.results_zip(loaded, item, result, params, 0.4)
+    summary = segmenting.summary(loaded, result, 0.4)
+    zipped = segmenting.results_zip(loaded, item, result, params, summary)
     with zipfile.ZipFile(io.BytesIO(zipped)) as z:
         names = z.namelist()
         run = json.loads(z.read("run.json"))
         mask = np.asarray(Image.open(io.BytesIO(z.read("eye_mask.png"))))
         mean = tifffile.imread(io.BytesIO(z.read("eye_prob.tif")))
         unc = np.asarray(Image.open(io.BytesIO(z.read("eye_uncertainty.png"))))
-        one = segmenting.result_file(loaded, item, result, params, 0.4, "_mask.png")
+        one = segmenting.result_file(loaded, item, result, params, summary, "_mask.png")
     # exactly the files `vesselflow segment --save-samples` writes, and run.json
     assert set(names) == {*output_names("eye", True), "run.json"}
-    assert one == segmenting.result_files(loaded, item, result, params, 0.4)["eye_mask.png"]
+    assert one == segmenting.result_files(loaded, item, result, params, summary)["eye_mask.png"]
     assert unc.dtype == np.uint8 and unc.shape == (80, 100)  # value / 510 = std
     assert mask.shape == (80, 100) and set(np.unique(mask)) <= {0, 255}
     assert mean.dtype == np.float32 and mean.shape == (80, 100)
     assert run["model"]["sha256"] == loaded.sha256
     assert run["parameters"] == {"samples": 8, "temperature": 0.7, "seed": 3,
                                  "batch_size": config.BATCH_SIZE, "match_drive_scale": True,
-                                 "threshold": 0.4}
-    assert run["image"] == {"name": "eye.jpg", "sha256": "abc123", "height": 80, "width": 100}
+                                 "threshold": 0.4, "threshold_from": "given",
+                                 "fov_degrees": 45.0}
+    assert run["image"] == {"name": "eye.jpg", "id": "eye", "sha256": "abc123", "height": 80,
+                            "width": 100}
     assert {"vesselflow", "torch", "numpy", "python"} <= set(run["environment"])
-    assert run["summary"]["review"] == "review"  # the tiny model has no quality reference
-    assert run["summary"]["reasons"] == ["no_reference"]
+    assert run["summary"]["review"] == "review"  # the tiny model has no review calibration
+    assert run["summary"]["reasons"] == ["no_calibration"]
+    assert run["summary"]["vessel_density"] == summary.vessel_density
+    assert run["review_calibration"] is None
     assert inputs.stem("scan.nii.gz") == "scan" and inputs.stem("a.b.PNG") == "a.b"
+
+
+def test_segment_and_the_app_report_the_same_numbers(tiny_models, tmp_path: Path) -> None:
+    """The same photo, model, seed and samples: ``vesselflow segment``'s metrics.csv,
+    biomarkers.csv, files and run.json and the app's numbers and downloads agree exactly."""
+    import csv
+
+    from vesselflow.app import inputs, segmenting
+    from vesselflow.vessel.models import load_model
+    from vesselflow.vessel.outputs import OUTPUT_SUFFIXES
+    from vesselflow.vessel.segment import segment_inputs
+
+    data = fundus_png(176, seed=5)
+    (tmp_path / "my eye.png").write_bytes(data)  # segment names it my_eye, as the app must
+    model, out, n, seed = tiny_models["Tiny CNF"], tmp_path / "out", 8, 7
+    segment_inputs(tmp_path / "my eye.png", out, model=model, samples=n, seed=seed,
+                   progress=False, log=lambda _: None)
+    with open(out / "metrics.csv", newline="") as f:
+        [row] = list(csv.DictReader(f))
+    with open(out / "biomarkers.csv", newline="") as f:
+        [bio] = list(csv.DictReader(f))
+
+    loaded = load_model(model)
+    item = inputs.decode_upload(data, "my eye.png")
+    params = segmenting.SamplingParams(n=n, seed=seed)
+    result = segmenting.segment(loaded, item, params, keep=n)  # the Segment page's call
+    summary = segmenting.summary(loaded, result, loaded.threshold)
+    app_row = summary.row()
+    assert row["id"] == segmenting.image_id(item) == "my_eye"
+    for key in ("vessel_density", "mean_uncertainty", "scale_factor"):
+        assert float(row[key]) == app_row[key], key
+    assert (row["review"], row["reasons"]) == (summary.verdict.status, summary.verdict.codes)
+    assert row["reasons"] == "no_calibration"
+    # One density: the biomarkers' is the summary's; the measurements are the same.
+    report = segmenting.biomarkers(loaded, item, result, summary, params)
+    assert float(bio["vessel_density"]) == summary.vessel_density
+    for name in ("length_density", "calibre_mean_px", "tortuosity"):
+        assert float(bio[name]) == pytest.approx(report.mask[name], rel=1e-12, nan_ok=True)
+    # The same files, byte for byte, and the same run.json entries.
+    files = segmenting.result_files(loaded, item, result, params, summary)
+    for suffix in OUTPUT_SUFFIXES:
+        assert files[f"my_eye{suffix}"] == (out / f"my_eye{suffix}").read_bytes(), suffix
+    app_run = json.loads(files["run.json"])
+    cli_run = json.loads((out / "run.json").read_text())
+    for block in ("model", "preprocessing", "review_calibration"):
+        assert app_run[block] == cli_run[block], block
+    shared = [k for k in app_run["parameters"] if k != "threshold_from"]
+    assert {k: app_run["parameters"][k] for k in shared} == {
+        k: cli_run["parameters"][k] for k in shared}
 
 
 def test_a_tiny_field_of_view_is_not_blown_up(tiny_models) -> None:
@@ -664,9 +719,7 @@ def test_score_case_matches_the_pooled_metrics(tmp_path: Path) -> None:
         binary_scores,
         in_fov,
         max_f1,
-        mean_uncertainty,
         score_case,
-        uncertainty_reference,
     )
 
     rng = np.random.default_rng(1)
@@ -675,9 +728,8 @@ def test_score_case_matches_the_pooled_metrics(tmp_path: Path) -> None:
     fov[2:-2, 3:-3] = True
     samples = (rng.random((5, 30, 40)) < 0.3) | (label & (rng.random((5, 30, 40)) < 0.7))
     mean = samples.mean(0)
-    std = np.sqrt(mean * (1 - mean))
     label2 = label ^ (rng.random((30, 40)) < 0.05)
-    s = score_case(mean, label, fov, 0.4, samples=samples, label2=label2, std=std)
+    s = score_case(mean, label, fov, 0.4, samples=samples, label2=label2)
     truth = in_fov(label, fov)
     assert s["max_f1"] == pytest.approx(max_f1(in_fov(mean, fov), truth)[0])
     assert s["f1"] == pytest.approx(binary_scores(in_fov(mean, fov) >= 0.4, truth)["f1"])
@@ -685,9 +737,6 @@ def test_score_case_matches_the_pooled_metrics(tmp_path: Path) -> None:
     assert s["sample_precision"] == pytest.approx(np.mean([
         binary_scores(in_fov(x, fov), truth)["precision"] for x in samples]))
     assert s["human"] == binary_scores(in_fov(label2, fov), truth)
-    assert s["mean_uncertainty"] == pytest.approx(mean_uncertainty(std, fov))
-    assert s["mean_uncertainty"] == pytest.approx(std[fov].mean())
-    assert uncertainty_reference([0.1, 0.12, 0.09]) == pytest.approx(0.15)
     curve = {**s["curve"], "max_f1": s["max_f1"]}
     for fig in (figures.pr_curve_figure({"m": curve}, s["human"], marks={"t": (0.5, 0.5)}),
                 figures.sample_scatter_figure({"m": s["sample_points"]}, None),

@@ -1,4 +1,4 @@
-"""The speed work of issue 19 must not change what is trained: the objective on fixed
+"""The training speed work must not change what is trained: the objective on fixed
 batches, channels_last, the ``--compile`` switch and its fallback, actnorm's init flag."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from vesselflow.vessel.models import VesselConfig, build_model
 from vesselflow.vessel.train.task import TrainOptions, train
 
 # Losses of the models below on the batches below, computed by the trainer's code before
-# issue 19 (commit fe8d5ca, float32, 1 thread): two calls, the first initialising actnorm.
+# the speed work (commit fe8d5ca, float32, 1 thread): two calls, the first initialising actnorm.
 BEFORE = {
     "cnf": (0.7703624963760376, 0.7938191294670105),
     "factored": (0.14767110347747803, 0.14767110347747803),

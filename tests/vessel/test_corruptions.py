@@ -1,6 +1,6 @@
-"""The corruption registry of the generalisation benchmark (issue 13) and the flag evaluation
-(issue 14): each is seeded, keeps shape/dtype/range, changes the image, and its parameter does
-what its name says."""
+"""The corruption registry of the generalisation benchmark and the review-flag evaluation: each
+is seeded, keeps shape/dtype/range, changes the image, and its parameter does what its name
+says."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from vesselflow.vessel.data.corruptions import CORRUPTIONS, WARM_CAST, corrupt
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 
-ISSUE_13 = ("jpeg-q30", "jpeg-q60", "noise-0.02", "noise-0.05", "blur-1", "blur-2",
-            "gamma-0.6", "gamma-1.6", "brightness-0.7", "brightness-1.3", "warm-cast",
-            "palette-dither", "downup-0.5")
+GENERALISATION_SET = ("jpeg-q30", "jpeg-q60", "noise-0.02", "noise-0.05", "blur-1", "blur-2",
+                      "gamma-0.6", "gamma-1.6", "brightness-0.7", "brightness-1.3", "warm-cast",
+                      "palette-dither", "downup-0.5")
+"""The corruptions the generalisation benchmark was specified with."""
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def _high_freq(img: np.ndarray) -> float:
     return float(np.abs(np.diff(img, axis=1)).mean())
 
 
-def test_registry_has_every_corruption_of_the_issue() -> None:
-    assert set(ISSUE_13) <= set(CORRUPTIONS)
+def test_registry_has_every_corruption_of_the_benchmark() -> None:
+    assert set(GENERALISATION_SET) <= set(CORRUPTIONS)
     with pytest.raises(ValueError, match="unknown corruption"):
         corrupt(_grey(), "sepia")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 from skimage.morphology import skeletonize
@@ -96,3 +97,34 @@ def test_evaluate_reports_bad_inputs(tiny_model: Path, tmp_path: Path, capsys) -
     assert "image,label" in capsys.readouterr().err
     assert main(["evaluate", "--model", "no-such-model", "--pairs",
                  str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_evaluate_seeds_an_image_as_segment_does(tiny_model: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same image id, same run seed: evaluate scores the maps segment writes."""
+    import vesselflow.vessel.evaluation.evaluate as ev
+    from vesselflow.vessel.segment import segment_inputs
+
+    d = synthetic_fundus((176, 176), seed=6)
+    Image.fromarray((d["image"] * 255).astype(np.uint8)).save(tmp_path / "eye.png")
+    Image.fromarray(d["label"].astype(np.uint8) * 255).save(tmp_path / "eye_label.png")
+    (tmp_path / "pairs.csv").write_text("image,label\neye.png,eye_label.png\n")
+    segment_inputs(tmp_path / "eye.png", tmp_path / "seg", model=str(tiny_model), samples=2,
+                   seed=3, progress=False, biomarkers=False, log=lambda _: None)
+    written = tifffile.imread(tmp_path / "seg" / "eye_prob.tif")
+    scored = []
+    real = ev.score_case
+    monkeypatch.setattr(ev, "score_case", lambda mean, *a, **k: (scored.append(mean),
+                                                                  real(mean, *a, **k))[1])
+    for seed in (3, 4):
+        ev.evaluate(str(tiny_model), ev.pairs_cases(tmp_path / "pairs.csv"),
+                    tmp_path / f"e{seed}", n_samples=2, seed=seed, figures_for=0,
+                    progress=False, biomarkers=False, n_bootstrap=0)
+    np.testing.assert_array_equal(scored[0], written)  # the mean map, at full size
+    assert not np.array_equal(scored[1], written)  # another seed, other maps: it can fail
+    with open(tmp_path / "e3" / "per_image.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    with open(tmp_path / "seg" / "metrics.csv", newline="") as f:
+        seg_row = next(csv.DictReader(f))
+    for key in ("vessel_density", "mean_uncertainty", "review", "reasons"):
+        assert row[key] == seg_row[key], key

@@ -58,11 +58,8 @@ def test_upscaled_drive_image_is_analysed_at_drive_scale_and_scored_at_full_size
 def test_drive_test_images_are_not_rescaled(drive_dir: Path) -> None:
     """DRIVE's own FOVs are within the rescale's tolerance: its numbers stay as they were."""
     from vesselflow.io.masks import read_mask
-    from vesselflow.vessel.preprocess.scale import (
-        DEFAULT_TOLERANCE,
-        DRIVE_FOV_DIAMETER,
-        fov_diameter,
-    )
+    from vesselflow.vessel.preprocess.fov import fov_diameter
+    from vesselflow.vessel.preprocess.scale import DEFAULT_TOLERANCE, DRIVE_FOV_DIAMETER
 
     for path in sorted((drive_dir / "test" / "mask").glob("*_test_mask.gif")):
         factor = DRIVE_FOV_DIAMETER / fov_diameter(read_mask(path))

@@ -1,4 +1,5 @@
-"""vesselflow.vessel.preprocess.fov (FOV detection) against DRIVE's official masks, and .scale."""
+"""vesselflow.vessel.preprocess.fov (FOV detection and geometry) against DRIVE's official masks,
+and .scale."""
 
 from __future__ import annotations
 
@@ -12,13 +13,8 @@ from vesselflow.io.images import read_image
 from vesselflow.io.masks import read_mask
 from vesselflow.vessel.data.drive import drive_records
 from vesselflow.vessel.data.synthetic import synthetic_fundus
-from vesselflow.vessel.preprocess.fov import detect_fov
-from vesselflow.vessel.preprocess.scale import (
-    DRIVE_FOV_DIAMETER,
-    fov_diameter,
-    rescale_to_drive,
-    restore_size,
-)
+from vesselflow.vessel.preprocess.fov import detect_fov, fov_diameter
+from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DIAMETER, rescale_to_drive, restore_size
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vesselflow.batch.inputs import image_seed
 from vesselflow.io.images import read_image
 from vesselflow.io.masks import read_mask
 from vesselflow.vessel.analysis.pipeline import segment_image
@@ -72,8 +71,9 @@ def test_benchmark_outputs_and_numbers(drive_dir: Path, tmp_path: Path) -> None:
             if cond != "clean":
                 image = corrupt(image, cond, bench.corruption_seed(0, cond, it.id))
             fov = detect_fov(image)
-            seg = segment_image(loaded.model, image, n=1, seed=image_seed(0, it.id), fov=fov)
-            prob = np.clip(seg.original(seg.mean), 0, 1)
+            seg = segment_image(loaded.model, image, n=1, seed=0, fov=fov, name=it.id)
+            maps = seg.at_original_size(loaded.threshold, samples=False)
+            prob = maps.mean
             pred = ((prob >= loaded.threshold) & fov)[fov_true]
             truth = label[fov_true]
             f1s.append(binary_scores(pred, truth)["f1"])

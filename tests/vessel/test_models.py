@@ -182,8 +182,9 @@ def test_segment_image_rescales_and_guards_the_fov() -> None:
     d = synthetic_fundus((176, 208), seed=0)
     r = segment_image(m, d["image"], n=2, batch_size=2, keep=1, name="tiny.png")
     assert r.mean.shape == r.fov.shape == r.image.shape[:2] and r.samples.shape[0] == 1
-    assert r.original(r.mean).shape == (176, 208) and r.fov_source == "detected"
-    assert 0 <= r.mean_uncertainty <= 0.5
+    back = r.at_original_size(0.5)
+    assert back.mean.shape == back.mask.shape == (176, 208) and r.fov_source == "detected"
+    assert back.samples.shape == (1, 176, 208) and 0 <= back.std.max() <= 0.5
     small_fov = np.zeros((176, 208), bool)
     small_fov[80:84, 100:104] = True
     with pytest.raises(AnalysisError, match=r"tiny\.png: .* only \d px across .* 150 px"):

@@ -1,4 +1,4 @@
-"""Inference-time FOV standardisation and the --fov-degrees rescale (issue 13)."""
+"""Inference-time FOV standardisation and the --fov-degrees rescale."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ from conftest import TINY_VESSEL as TINY
 
 from vesselflow.vessel.analysis.pipeline import segment_image
 from vesselflow.vessel.data.corruptions import corrupt
+from vesselflow.vessel.data.drive_stats import drive_channel_stats
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 from vesselflow.vessel.models import VesselConfig, build_model
+from vesselflow.vessel.preprocess.fov import fov_diameter
 from vesselflow.vessel.preprocess.normalise import (
     apply_input_norm,
     fov_channel_stats,
     fov_standardise,
-    load_reference_stats,
-    reference_stats,
+    load_drive_stats,
 )
-from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DIAMETER, fov_diameter, target_fov_diameter
+from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DIAMETER, target_fov_diameter
 
 REF = {"mean": [0.7, 0.38, 0.22], "std": [0.12, 0.08, 0.04]}
 
@@ -50,8 +51,8 @@ def test_standardisation_undoes_brightness_and_colour_cast() -> None:
 
 
 def test_stored_drive_statistics_are_recomputed_from_the_images(drive_dir) -> None:
-    stored = load_reference_stats()
-    fresh = reference_stats(drive_dir)
+    stored = load_drive_stats()
+    fresh = drive_channel_stats(drive_dir)
     assert np.allclose(stored["mean"], fresh["mean"], atol=1e-6)
     assert np.allclose(stored["std"], fresh["std"], atol=1e-6)
     assert fresh["n_images"] == 20

@@ -1,4 +1,4 @@
-"""Photometric augmentation (issue 13): image-only, labels binary and aligned, seeded, and the
+"""Photometric augmentation: image-only, labels binary and aligned, seeded, and the
 training-time FOV standardisation equal to inference's."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 
 from vesselflow.vessel.data.augment import TrainAugment
 from vesselflow.vessel.data.photometric import PhotometricAugment
-from vesselflow.vessel.preprocess.normalise import fov_standardise, load_reference_stats
+from vesselflow.vessel.preprocess.normalise import fov_standardise, load_drive_stats
 
 
 def _item(seed: int = 0, size: int = 96) -> dict[str, np.ndarray]:
@@ -89,7 +89,7 @@ def test_training_standardisation_matches_inference() -> None:
                        seed=0, input_norm="fov-standardise")
     out = aug(item)["image"].numpy().transpose(1, 2, 0)
     fov = item["fov"][0] > 0.5
-    ref = fov_standardise(item["image"].transpose(1, 2, 0), fov, load_reference_stats())
+    ref = fov_standardise(item["image"].transpose(1, 2, 0), fov, load_drive_stats())
     assert np.abs(out - ref)[fov].mean() < 0.01
     assert np.all(out[~fov] == 0)
     raw = item["image"].transpose(1, 2, 0)

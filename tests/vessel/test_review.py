@@ -1,4 +1,4 @@
-"""Review verdicts (issue 14) in segment's metrics.csv / run.json / summary, evaluate's
+"""Review verdicts in segment's metrics.csv / run.json / summary, evaluate's
 per_image.csv and the app: the same verdict and reasons for the same image."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from PIL import Image
 from vesselflow.cli import main
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 from vesselflow.vessel.models import VesselConfig, build_model, load_model, save_model
-from vesselflow.vessel.review.verdict import FEATURES, REFERENCE_FILE
+from vesselflow.vessel.review.features import FEATURES
+from vesselflow.vessel.review.verdict import CALIBRATION_FILE
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +36,14 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model whose reference accepts everything but brightness above 0.5."""
+    """A tiny model whose calibration accepts everything but brightness above 0.5."""
     root = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
     save_model(build_model(VesselConfig(kind="factored", **TINY)), root / "m",
                {"threshold": 0.5})
     ranges = {f: [-1e9, 1e9] for f in FEATURES}
     ranges["brightness"] = [0.0, 0.5]
-    (root / "m" / REFERENCE_FILE).write_text(json.dumps({"ranges": ranges, "n_good": 9}))
+    (root / "m" / CALIBRATION_FILE).write_text(json.dumps({"ranges": ranges, "n_good": 9}))
     return root / "m"
 
 
@@ -77,24 +78,25 @@ def test_segment_evaluate_and_app_agree(photos: Path, model: Path, tmp_path: Pat
     loaded = load_model(model)
     for i in range(3):
         image = read_image(photos / f"p{i}.png")
-        res = segmenting.segment_image(loaded.model, image, segmenting.SamplingParams(n=2))
-        v = segmenting.verdict(loaded, res, loaded.threshold)
+        res = segmenting.segment_image(loaded.model, image, segmenting.SamplingParams(n=2),
+                                       name=f"p{i}")
+        v = segmenting.summary(loaded, res, loaded.threshold).verdict
         assert (v.status, v.codes) == (seg_rows[f"p{i}"]["review"],
                                        seg_rows[f"p{i}"]["reasons"]), i
 
 
-def test_a_model_without_reference_flags_every_map(photos: Path, model: Path,
+def test_a_model_without_calibration_flags_every_map(photos: Path, model: Path,
                                                    tmp_path: Path, capsys) -> None:
     bare = tmp_path / "bare"
     shutil.copytree(model, bare)
-    (bare / REFERENCE_FILE).unlink()
+    (bare / CALIBRATION_FILE).unlink()
     out = tmp_path / "seg"
     assert main(["segment", "-i", str(photos / "p0.png"), "-o", str(out), "--model",
                  str(bare), "--samples", "1", "--no-progress", "--no-biomarkers"]) == 0
-    assert "no quality reference" in capsys.readouterr().out
+    assert "no review calibration" in capsys.readouterr().out
     with open(out / "metrics.csv", newline="") as f:
         row = next(csv.DictReader(f))
-    assert (row["status"], row["review"], row["reasons"]) == ("ok", "review", "no_reference")
+    assert (row["status"], row["review"], row["reasons"]) == ("ok", "review", "no_calibration")
 
 
 def test_a_tiny_fov_is_refused_not_flagged(model: Path, tmp_path: Path) -> None:

@@ -30,10 +30,10 @@ from PIL import Image
 from vesselflow.batch.inputs import BatchError, collect_inputs, image_seed
 from vesselflow.cli.segment import add_parser
 from vesselflow.runtime import sigterm_as_interrupt
-from vesselflow.vessel.analysis.batch import STATE_DIR
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 from vesselflow.vessel.models import VesselConfig, build_model, save_model
 from vesselflow.vessel.outputs import OUTPUT_SUFFIXES, output_names
+from vesselflow.vessel.segment import STATE_DIR
 
 SIZES = {"a": (176, 176), "b": (168, 184), "sub/a": (176, 176)}  # input -> (H, W)
 REPO = Path(__file__).resolve().parents[2]
@@ -342,7 +342,7 @@ def test_torchrun_two_processes_each_output_once(images: Path, models: dict[str,
                                                  tmp_path: Path) -> None:
     out = tmp_path / "sharded"
     module = ["-m", "vesselflow", "segment"] if _cli_has_segment() else [
-        "-m", "vesselflow.vessel.analysis.batch"]
+        "-m", "vesselflow.vessel.segment"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            "--nproc_per_node=2", *module, "-i", str(images), "-o", str(out), "--model",
@@ -375,7 +375,7 @@ def test_torchrun_two_processes_each_output_once(images: Path, models: dict[str,
 
 
 def test_segment_module_imports_no_heavy_library() -> None:
-    code = ("import sys, vesselflow.vessel.analysis.batch; "
+    code = ("import sys, vesselflow.vessel.segment; "
             "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO).stdout
@@ -393,6 +393,6 @@ def test_bench_reports_speed_and_memory(models: dict[str, Path], tmp_path: Path)
     assert r["samples"] == 2 and r["image"] == [584, 565]
     assert r["seconds"] >= r["sampling_seconds"] > 0 and r["samples_per_s"] > 0
     assert 50 < r["peak_rss_mb"] < 4096
-    q = res["quality"]  # the review assessment is timed too (this model has no reference)
-    assert q["seconds"] > 0 and q["verdict"] == "review" and q["reasons"] == "no_reference"
+    q = res["quality"]  # the review assessment is timed too (this model has no calibration)
+    assert q["seconds"] > 0 and q["verdict"] == "review" and q["reasons"] == "no_calibration"
     assert record["cli_help_seconds"] is None or record["cli_help_seconds"] > 0

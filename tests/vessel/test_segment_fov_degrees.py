@@ -15,9 +15,9 @@ from PIL import Image
 
 from vesselflow.batch.inputs import BatchError as SegmentError
 from vesselflow.cli.segment import add_parser
-from vesselflow.vessel.analysis.batch import segment_inputs
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 from vesselflow.vessel.models import VesselConfig, build_model, save_model
+from vesselflow.vessel.segment import segment_inputs
 
 
 @pytest.fixture(scope="module")

@@ -37,20 +37,12 @@ MAX_PIXELS = 40_000_000  # ~6300 x 6300: far above any fundus camera, far below 
 IMAGE_TYPES = sorted({s.rsplit(".", 1)[-1] for s in IMAGE_SUFFIXES})
 """Upload types: the reader's suffixes (``.nii.gz`` uploads as ``gz``)."""
 SAMPLE_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128)
-BATCH_SIZE = 4  # samples per batch: the mean map on screen is refreshed after each batch
+BATCH_SIZE = 8
+"""Samples drawn at once (the mean map on screen is refreshed after each batch): ``vesselflow
+segment``'s default ``--batch-size``, because a CNF's samples depend on how they are batched,
+and the same photo, model and seed must give the command line's maps."""
 ZIP_SAMPLES = 4  # individual samples written into the results zip (all are kept in memory)
 DISPLAY_SIDE = 900  # pictures on screen are at most this many pixels on their long side
-
-DEFAULT_UNCERTAINTY_REFERENCE = {"cnf": 0.15, "factored": 0.37}
-"""Per model kind: the mean uncertainty (sample std averaged inside the FOV) above which an
-image is flagged for expert review, used when the model's meta has no
-``uncertainty_reference``.
-
-Provisional values from ``vesselflow.vessel.evaluation.metrics.uncertainty_reference`` (1.25 x the
-highest per-image value on DRIVE's 4 validation images, 16 samples, temperature 1.0) measured
-on early checkpoints: CNF 0.095-0.120 per image, factored 0.26-0.30 (its exact per-pixel
-Bernoulli std is higher everywhere). A model's own stored reference replaces them.
-"""
 
 RESEARCH_NOTICE = (
     "**Research use only — not for diagnosis.** vesselflow is not a medical device; its maps "

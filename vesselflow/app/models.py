@@ -1,15 +1,10 @@
-"""The models the pages offer: which are installed, loading them once, the review flag."""
+"""The models the pages offer: which are installed, and loading them once."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from vesselflow.app.config import (
-    DEFAULT_UNCERTAINTY_REFERENCE,
-    MODELS_ENV,
-    SR_MODELS_ENV,
-    model_choices,
-)
+from vesselflow.app.config import MODELS_ENV, SR_MODELS_ENV, model_choices
 from vesselflow.app.guard import AppError, _short
 from vesselflow.io.weights import (
     WEIGHTS_DIR,
@@ -37,7 +32,7 @@ def _missing_model(source: str, shipped: tuple[str, ...], how: str) -> str | Non
 
 def model_problem(source: str) -> str | None:
     """Why a model cannot be loaded (a sentence for the user), or None when it is there."""
-    return _missing_model(source, SHIPPED, "(see the README, *Training*) and ship with "
+    return _missing_model(source, SHIPPED, "(see docs/TRAINING.md) and ship with "
                           "released versions; to use a model you trained, set "
                           f"`{MODELS_ENV}` (see the About page)")
 
@@ -87,17 +82,6 @@ def model_picker() -> tuple[str, LoadedModel]:
     if missing:
         st.sidebar.caption("Not installed: " + ", ".join(missing))
     return label, get_model(choices[label])
-
-
-def uncertainty_reference(loaded: LoadedModel) -> tuple[float, str]:
-    """(reference value, where it comes from) for the expert-review flag."""
-    value = loaded.meta.get("uncertainty_reference")
-    if isinstance(value, int | float) and value > 0:
-        return float(value), "stored with the model (from DRIVE's validation images)"
-    default = DEFAULT_UNCERTAINTY_REFERENCE.get(loaded.config.kind,
-                                                DEFAULT_UNCERTAINTY_REFERENCE["cnf"])
-    return default, (f"provisional default for {loaded.config.kind} models (this model "
-                     "stores none)")
 
 
 def sr_model_problem(source: str) -> str | None:

@@ -1,6 +1,11 @@
 """The Segment and Evaluate pages' analysis: sampling controls, the cached segmentation with
-live progress, and the downloads, written by the library's output writer (the same files as
-``vesselflow segment``) and zipped."""
+live progress, its per-image summary, and the downloads, written by the library's output writer
+and run record (the same files and run.json entries as ``vesselflow segment``) and zipped.
+
+An upload is named, and seeded, as ``vesselflow segment`` names and seeds a single input file
+(:func:`image_id`): the same photo, model, seed and number of samples give the same maps here
+as on the command line.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +20,20 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from vesselflow import __version__
 from vesselflow.app.config import BATCH_SIZE, DISPLAY_SIDE, SAMPLE_CHOICES, ZIP_SAMPLES
 from vesselflow.app.guard import AppError
-from vesselflow.app.inputs import InputImage, stem
-from vesselflow.app.models import uncertainty_reference
+from vesselflow.app.inputs import InputImage
+from vesselflow.batch.inputs import file_id
 from vesselflow.io.encoders import zip_bytes
 from vesselflow.io.weights import LoadedModel
 from vesselflow.vessel.analysis import pipeline
+from vesselflow.vessel.analysis.summary import ImageSummary, summarise
+from vesselflow.vessel.biomarkers import BiomarkerReport
+from vesselflow.vessel.models import VesselModel
+from vesselflow.vessel.review.verdict import ReviewCalibration
 from vesselflow.vessel.visualize import gray, thumbnail
 
 
@@ -62,16 +72,23 @@ def sampling_controls() -> SamplingParams:
 Segmentation = pipeline.Segmentation
 
 
-def segment_image(model: Any, image: np.ndarray, params: SamplingParams, keep: int = 0,
-                  fov: np.ndarray | None = None, device: str = "cpu",
-                  callback: Callable[[int, np.ndarray], None] | None = None) -> Segmentation:
+def image_id(item: InputImage) -> str:
+    """The id of an upload: its file's stem, as ``vesselflow segment`` names a single input.
+    Its seed derives from it, and its downloads are named by it."""
+    return file_id(item.name)
+
+
+def segment_image(model: VesselModel, image: np.ndarray, params: SamplingParams,
+                  keep: int = 0, fov: np.ndarray | None = None, device: str = "cpu",
+                  callback: Callable[[int, np.ndarray], None] | None = None,
+                  name: str = "image") -> Segmentation:
     """The library's :func:`~vesselflow.vessel.analysis.pipeline.segment_image` with the app's
-    settings and wording."""
+    settings and wording; ``name`` is the image's id (:func:`image_id`)."""
     try:
         return pipeline.segment_image(
             model, image, n=params.n, temperature=params.temperature, seed=params.seed,
             batch_size=BATCH_SIZE, keep=keep, fov=fov, rescale=params.rescale, device=device,
-            callback=callback)
+            callback=callback, name=name)
     except pipeline.AnalysisError as exc:
         hint = (" (To analyse it as it is, turn off *Match DRIVE's scale* under Advanced in "
                 "the sidebar.)" if isinstance(exc, pipeline.EnlargementError) else "")
@@ -79,12 +96,12 @@ def segment_image(model: Any, image: np.ndarray, params: SamplingParams, keep: i
 
 
 @st.cache_data(max_entries=12, show_spinner=False)
-def _segment_cached(model_key: str, image_key: str, fov_key: str, params: SamplingParams,
-                    keep: int, _model: LoadedModel, _image: np.ndarray, _fov: np.ndarray | None,
-                    _callback: Callable | None) -> Segmentation:
+def _segment_cached(model_key: str, image_key: str, name: str, fov_key: str,
+                    params: SamplingParams, keep: int, _model: LoadedModel, _image: np.ndarray,
+                    _fov: np.ndarray | None, _callback: Callable | None) -> Segmentation:
     device = str(next(_model.model.parameters()).device)
     return segment_image(_model.model, _image, params, keep=keep, fov=_fov, device=device,
-                         callback=_callback)
+                         callback=_callback, name=name)
 
 
 class LiveProgress:
@@ -95,7 +112,8 @@ class LiveProgress:
     returns the result instead of replaying stale progress messages.
     """
 
-    def __init__(self, n: int, bar_slot: Any, map_slot: Any | None, label: str) -> None:
+    def __init__(self, n: int, bar_slot: DeltaGenerator, map_slot: DeltaGenerator | None,
+                 label: str) -> None:
         self.n, self.bar_slot, self.map_slot, self.label = n, bar_slot, map_slot, label
         self._context = contextvars.copy_context()
         self._bar = bar_slot.progress(0.0, text=f"{label}: drawing {n} samples…")
@@ -111,10 +129,12 @@ class LiveProgress:
                                 caption=f"Running mean of {done} samples (updating…)")
 
 
-def segment(loaded: LoadedModel, image_key: str, image: np.ndarray, params: SamplingParams,
-            keep: int = 0, fov: np.ndarray | None = None, bar_slot: Any = None,
-            map_slot: Any = None, label: str = "Sampling") -> Segmentation:
-    """Cached segmentation keyed by model hash, image hash and parameters, with live progress.
+def segment(loaded: LoadedModel, item: InputImage, params: SamplingParams, keep: int = 0,
+            fov: np.ndarray | None = None, bar_slot: DeltaGenerator | None = None,
+            map_slot: DeltaGenerator | None = None,
+            label: str = "Sampling") -> Segmentation:
+    """Cached segmentation of ``item`` keyed by model hash, image hash, its id and the
+    parameters, with live progress.
 
     ``bar_slot`` / ``map_slot`` are ``st.empty()`` placeholders for the progress bar and the
     running mean; the bar is removed when sampling ends.
@@ -124,93 +144,74 @@ def segment(loaded: LoadedModel, image_key: str, image: np.ndarray, params: Samp
     fov_key = "detect" if fov is None else hashlib.sha256(np.packbits(fov)).hexdigest()
     model_key = f"{loaded.sha256}:{next(loaded.model.parameters()).device}"
     try:
-        result = _segment_cached(model_key, image_key, fov_key, params, keep, loaded, image,
-                                 fov, progress)
+        result = _segment_cached(model_key, item.key, image_id(item), fov_key, params, keep,
+                                 loaded, item.image, fov, progress)
     finally:
         bar_slot.empty()
     return result
 
 
+@st.cache_resource(show_spinner=False)
+def _calibration(folder: str, sha256: str) -> ReviewCalibration | None:
+    return ReviewCalibration.load(folder)
+
+
+def summary(loaded: LoadedModel, result: Segmentation, threshold: float) -> ImageSummary:
+    """The per-image summary (:func:`vesselflow.vessel.analysis.summary.summarise`: vessel
+    density, mean uncertainty, the review verdict) ``segment`` computes for the same image,
+    model and threshold; a page computes it once and shows and downloads it."""
+    return summarise(result, threshold, _calibration(str(loaded.path), loaded.sha256))
+
+
 @st.cache_data(max_entries=24, show_spinner=False)
-def _biomarkers_cached(model_key: str, image_key: str, params: SamplingParams, threshold: float,
-                       pixel_size: float | None, kind: str, _result: Segmentation) -> Any:
+def _biomarkers_cached(model_key: str, image_key: str, name: str, params: SamplingParams,
+                       threshold: float, pixel_size: float | None, kind: str,
+                       _result: Segmentation, _summary: ImageSummary) -> BiomarkerReport:
     from vesselflow.vessel.biomarkers import segmentation_report
 
-    return segmentation_report(_result, threshold, kind, pixel_size)
+    return segmentation_report(_result, _summary, kind, pixel_size)
 
 
-def biomarkers(loaded: LoadedModel, image_key: str, result: Segmentation,
-               params: SamplingParams, threshold: float, pixel_size: float | None = None
-               ) -> Any:
+def biomarkers(loaded: LoadedModel, item: InputImage, result: Segmentation,
+               summary: ImageSummary, params: SamplingParams,
+               pixel_size: float | None = None) -> BiomarkerReport:
     """Cached :func:`vesselflow.vessel.biomarkers.segmentation_report` of a segmentation."""
     with st.spinner(f"Measuring the vessels of the mask and of {result.n} samples…"):
-        return _biomarkers_cached(loaded.sha256, image_key, params, float(threshold),
-                                  pixel_size, loaded.config.kind, result)
-
-
-@st.cache_resource(show_spinner=False)
-def _reference(folder: str, sha256: str) -> Any:
-    from vesselflow.vessel.review.verdict import Reference
-
-    return Reference.load(folder)
-
-
-def verdict(loaded: LoadedModel, result: Segmentation, threshold: float) -> Any:
-    """The quality verdict of :mod:`vesselflow.vessel.review.verdict` (``segment``'s, for the same
-    image, model and threshold): ``ok`` or ``review`` with reasons."""
-    from vesselflow.vessel.review.verdict import assess_segmentation
-
-    return assess_segmentation(result, result.mask(threshold),
-                               _reference(str(loaded.path), loaded.sha256))
+        return _biomarkers_cached(loaded.sha256, item.key, image_id(item), params,
+                                  summary.threshold, pixel_size, loaded.config.kind, result,
+                                  summary)
 
 
 def run_record(loaded: LoadedModel, item: InputImage, result: Segmentation,
-               params: SamplingParams, threshold: float,
-               summary: dict[str, float] | None = None) -> dict[str, Any]:
-    """Everything needed to reproduce or audit a result (``run.json`` in the zip)."""
+               params: SamplingParams, summary: ImageSummary) -> dict[str, Any]:
+    """Everything needed to reproduce or audit a result (``run.json`` in the zip): the
+    entries of :func:`vesselflow.vessel.outputs.run_record`, as ``vesselflow segment``
+    writes them, with the image and its per-image summary."""
     from vesselflow.runtime import environment
+    from vesselflow.vessel.outputs import analysis_parameters
+    from vesselflow.vessel.outputs import run_record as shared_record
 
-    ref, ref_source = uncertainty_reference(loaded)
-    mu = result.mean_uncertainty
-    info = result.scale
-    v = verdict(loaded, result, threshold)
+    given = abs(summary.threshold - loaded.threshold) > 1e-12
+    parameters = analysis_parameters(
+        samples=params.n, temperature=params.temperature, seed=params.seed,
+        batch_size=BATCH_SIZE, threshold=summary.threshold,
+        threshold_from="given" if given else "model", rescale=params.rescale)
+    kept = None if result.samples is None else min(ZIP_SAMPLES, len(result.samples))
     return {
         "tool": f"vesselflow {__version__} web app",
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "notice": "Research use only - not for diagnosis.",
-        "image": {"name": item.name, "sha256": item.key,
+        "image": {"name": item.name, "id": image_id(item), "sha256": item.key,
                   "height": int(item.image.shape[0]), "width": int(item.image.shape[1])},
-        "model": {"name": loaded.name, "kind": loaded.config.kind, "sha256": loaded.sha256,
-                  "a_priori_threshold": loaded.threshold},
-        "parameters": {"samples": params.n, "temperature": params.temperature,
-                       "seed": params.seed, "batch_size": BATCH_SIZE,
-                       "match_drive_scale": params.rescale, "threshold": float(threshold)},
-        "preprocessing": {"fov": result.fov_source, "fov_diameter_px": info.fov_diameter,
-                          "scale_factor": info.factor,
-                          "analysis_size": list(info.scaled_shape)},
-        "summary": {"mean_uncertainty_in_fov": mu, "uncertainty_reference": ref,
-                    "uncertainty_reference_source": ref_source,
-                    "review": v.status, "reasons": [f.code for f in v.findings],
-                    "review_messages": v.sentences(),
-                    "vessel_fraction_in_fov": (summary or {}).get("vessel_density"),
-                    "seconds": result.seconds},
-        "files": {
-            "<name>_prob.tif": "vessel probability (mean of the samples), float32 in [0, 1]",
-            "<name>_prob.png": "vessel probability, 8-bit (value / 255 = probability)",
-            "<name>_mask.png": "vessel mask, probability >= threshold inside the FOV (255)",
-            "<name>_uncertainty.png": "per-pixel uncertainty, 8-bit (value / 510 = sample std)",
-            "<name>_overlay.png": "mask (green) over the image",
-            "<name>_fov.png": "field of view used (255 = inside)",
-            "<name>_samples.nii.gz": f"the first {ZIP_SAMPLES} binary samples, uint8 (H, W, N)",
-            "note": "all at the uploaded image's size, written by vesselflow.vessel.outputs "
-                    "exactly as vesselflow segment writes them",
-        },
+        **shared_record(loaded, parameters, samples_written=kept, summary=summary,
+                        calibration=_calibration(str(loaded.path), loaded.sha256)),
         "environment": environment(),
     }
 
 
 def result_files(loaded: LoadedModel, item: InputImage, result: Segmentation,
-                 params: SamplingParams, threshold: float, prefix: str = "") -> dict[str, bytes]:
+                 params: SamplingParams, summary: ImageSummary,
+                 prefix: str = "") -> dict[str, bytes]:
     """All outputs of one image, at the uploaded image's size, for the zip: the files of
     :func:`vesselflow.vessel.outputs.write_outputs` (written to a temporary folder and read
     back) and ``run.json``."""
@@ -219,29 +220,27 @@ def result_files(loaded: LoadedModel, item: InputImage, result: Segmentation,
 
     from vesselflow.vessel.outputs import write_outputs
 
-    name = stem(item.name)
     # All samples stay in memory (the measurements use them); the zip carries the first few.
     zipped = (replace(result, samples=result.samples[:ZIP_SAMPLES])
               if result.samples is not None else result)
     with tempfile.TemporaryDirectory(prefix="vesselflow-app-") as tmp:
-        summary = write_outputs(Path(tmp), name, item.image, zipped, threshold,
-                                save_samples=result.samples is not None)
+        write_outputs(Path(tmp), image_id(item), item.image, zipped, summary.threshold,
+                      save_samples=result.samples is not None)
         files = {f.name: f.read_bytes() for f in sorted(Path(tmp).iterdir())}
-    record = run_record(loaded, item, result, params, threshold, summary)
+    record = run_record(loaded, item, result, params, summary)
     files["run.json"] = (json.dumps(record, indent=2, default=str) + "\n").encode()
     return {prefix + k: v for k, v in files.items()}
 
 
 def result_file(loaded: LoadedModel, item: InputImage, result: Segmentation,
-                params: SamplingParams, threshold: float, suffix: str) -> bytes:
+                params: SamplingParams, summary: ImageSummary, suffix: str) -> bytes:
     """One of :func:`result_files` (``suffix`` such as ``"_mask.png"``), for its button."""
-    name = stem(item.name) + suffix
-    return result_files(loaded, item, result, params, threshold)[name]
+    return result_files(loaded, item, result, params, summary)[image_id(item) + suffix]
 
 
 def results_zip(loaded: LoadedModel, item: InputImage, result: Segmentation,
-                params: SamplingParams, threshold: float) -> bytes:
-    return zip_bytes(result_files(loaded, item, result, params, threshold))
+                params: SamplingParams, summary: ImageSummary) -> bytes:
+    return zip_bytes(result_files(loaded, item, result, params, summary))
 
 
 def deferred(fn: Callable[..., bytes], *args: Any) -> Callable[[], bytes]:

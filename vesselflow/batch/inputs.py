@@ -158,7 +158,7 @@ def collect_inputs(spec: str | Path, exclude: Path | None = None) -> list[InputI
     if path.is_file() and path.suffix.lower() == ".csv":
         return _assign_ids(_read_csv(path))
     if path.is_file():
-        return [InputItem(_candidates(path, path.parent)[0], path)]
+        return [InputItem(file_id(path), path)]
     if path.is_dir():
         files = _walk_images(path, exclude)
         if not files:
@@ -179,6 +179,12 @@ def collect_inputs(spec: str | Path, exclude: Path | None = None) -> list[InputI
         return _assign_ids([(f, _candidates(f, root), str(f)) for f in files])
     raise BatchError(f"{text}: input not found (expected an image, a folder, a glob or a "
                        f".csv with path[,id] rows)")
+
+
+def file_id(path: str | Path) -> str:
+    """The id of a single input file: its stem (``.nii.gz``, ``.tar.gz`` stripped whole), made
+    file-name safe. The app names an upload so, as ``vesselflow segment -i FILE`` does."""
+    return _safe_id(_strip_suffix(Path(path).name))
 
 
 def image_seed(seed: int, image_id: str) -> int:

@@ -9,18 +9,15 @@ place) and per-rank part files.
 from __future__ import annotations
 
 import contextlib
-import csv
 import glob
-import io
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from vesselflow.batch.inputs import BatchError, InputItem
-from vesselflow.io.files import atomic_path, sha256_file
+from vesselflow.io.files import sha256_file, write_csv
 
 RUN_FILES = ("run.json", "metrics.csv")
 
@@ -120,13 +117,5 @@ def failure_record(item: InputItem, error: BaseException, seconds: float,
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]], fields: Sequence[str]) -> None:
-    """One row per input in ``fields`` order; NaN written as ``nan``."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore",
-                            lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("nan" if isinstance(v, float) and math.isnan(v) else v)
-                         for k, v in {**dict.fromkeys(fields, ""), **r}.items()})
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
+    """``metrics.csv``: one row per input in ``fields`` order (NaN written as ``nan``)."""
+    write_csv(path, rows, fields)

@@ -1,4 +1,6 @@
-"""``vesselflow`` command line: train, evaluate, prepare-drive (more subcommands per module).
+"""``vesselflow`` command line: ``train`` and ``evaluate`` here, one module per other command
+(``segment``, ``bench``, ``prepare-drive``, ``drive-stats``, ``calibrate-review``, ``sr``,
+``app``). Every argument parser of the package lives in ``vesselflow/cli/``.
 
 Heavy libraries (torch, MONAI, ...) are imported inside each command, so ``vesselflow --help``
 and argument errors answer immediately.
@@ -151,14 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     from vesselflow.cli.app import add_parser as _add_app
+    from vesselflow.cli.bench import add_parser as _add_bench
+    from vesselflow.cli.calibrate import add_parser as _add_calibrate
+    from vesselflow.cli.drive_stats import add_parser as _add_drive_stats
     from vesselflow.cli.prepare import add_parser as _add_prepare
     from vesselflow.cli.segment import add_parser as _add_segment
     from vesselflow.cli.sr import add_parser as _add_sr
-    from vesselflow.vessel.bench import add_parser as _add_bench
 
     _add_segment(sub)
     _add_bench(sub)
     _add_prepare(sub)
+    _add_drive_stats(sub)
+    _add_calibrate(sub)
     _add_sr(sub)
     _add_app(sub)
     return parser

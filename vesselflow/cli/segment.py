@@ -1,5 +1,5 @@
 """``vesselflow segment``: the parser; the work is
-:func:`vesselflow.vessel.analysis.batch.segment_inputs`."""
+:func:`vesselflow.vessel.segment.segment_inputs`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from pathlib import Path
 
 
 def parse_threshold(text: str) -> str | float:
-    """``auto`` or a number in (0, 1] (argparse type)."""
-    from vesselflow.vessel.analysis.batch import _parse_threshold
+    """``auto`` or a number in (0, 1] (argparse type: the library's check, as a usage error)."""
+    from vesselflow.batch.inputs import BatchError
+    from vesselflow.vessel.segment import parse_threshold as check
 
-    return _parse_threshold(text)
+    try:
+        return check(text)
+    except BatchError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="run seed; each image's seed derives from it and the image id")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--fov-degrees", type=float, default=45.0,
+    p.add_argument("--fov-degrees", type=float, default=None,  # None: DRIVE's (the library's)
                    help="the camera's field of view in degrees (default 45, DRIVE's); images "
                    "are rescaled so a degree of retina spans as many pixels as in DRIVE")
     p.add_argument("--batch-size", type=int, default=8,
@@ -67,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _cmd_segment(a: argparse.Namespace) -> int:
     """0: every image segmented; 1: some failed (the rest are written); 2: the run failed."""
     from vesselflow.batch.inputs import BatchError
-    from vesselflow.vessel.analysis.batch import segment_inputs
+    from vesselflow.vessel.segment import segment_inputs
 
     try:
         record = segment_inputs(a.input, a.out, model=a.model, samples=a.samples,

@@ -22,10 +22,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _doc_paragraph(module: str) -> str | None:
-    """The second paragraph of a module's docstring (what the command does)."""
-    import importlib
+    """The second paragraph of a ``vesselflow.sr`` module's docstring (what a command does).
 
-    doc = importlib.import_module(module).__doc__
+    Read from the source file, not imported: importing anything under ``vesselflow.sr`` runs
+    its ``__init__``, which imports torch, and ``--help`` must answer at once.
+    """
+    import ast
+
+    path = Path(__file__).resolve().parents[1] / "sr" / f"{module}.py"
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
     return doc.split("\n\n")[1] if doc else None
 
 
@@ -81,7 +86,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="PSNR/SSIM (Y) and bpd on SR benchmark sets",
-                       description=_doc_paragraph("vesselflow.sr.evaluate"))
+                       description=_doc_paragraph("evaluate"))
     p.add_argument("--model", required=True,
                    help="sr-cnf, sr-factored, a model folder or a training run folder")
     p.add_argument("--data", type=Path, required=True,
@@ -133,7 +138,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("upscale", help="2x super-resolve your own images",
-                       description=_doc_paragraph("vesselflow.sr.upscale"))
+                       description=_doc_paragraph("upscale"))
     p.add_argument("-i", "--input", required=True,
                    help="image file, folder, glob or CSV of path[,id]")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")

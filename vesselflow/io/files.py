@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +41,29 @@ def write_json(path: str | Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Write dict rows as CSV atomically; columns in order of first appearance."""
+def csv_bytes(rows: Sequence[Mapping[str, Any]], fields: Sequence[str] | None = None) -> bytes:
+    """Dict rows as CSV bytes (``\\n`` line ends): the one CSV convention of every table.
+
+    ``fields``: the columns in order (keys outside them are left out, missing ones empty);
+    default every key, in order of first appearance. Floats are written as Python prints them
+    (NaN as ``nan``), so a value read back with ``float()`` is the value written.
+    """
     import csv
     import io
 
-    keys = list(dict.fromkeys(k for r in rows for k in r))
+    keys = list(fields) if fields is not None else list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]],
+              fields: Sequence[str] | None = None) -> None:
+    """Write :func:`csv_bytes` atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
+        tmp.write_bytes(csv_bytes(rows, fields))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -19,6 +19,8 @@ One map (H, W) bool and its FOV (H, W) bool give (:data:`BIOMARKERS`):
   span); oblique bars within about 0.5 px (median).
 
 The skeleton is ``skimage.morphology.skeletonize`` and its graph is skan's; no graph code here.
+The mask's skeleton comes from the per-image summary
+(:class:`vesselflow.vessel.analysis.summary.ImageSummary`), which the review shares.
 
 Scale: maps are measured at the analysis scale (DRIVE's FOV diameter, where the samples
 live; :func:`vesselflow.vessel.analysis.pipeline.segment_image`). Pixel lengths are
@@ -33,10 +35,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from vesselflow.vessel.preprocess.fov import fov_box
+from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DEGREES
+
+if TYPE_CHECKING:
+    from vesselflow.vessel.analysis.pipeline import Segmentation
+    from vesselflow.vessel.analysis.summary import ImageSummary
 
 RETINA_MM_45_DEG = 13.0
 """Assumed retinal span (mm) of a 45 degree field across the FOV diameter."""
@@ -91,7 +100,7 @@ class PixelScale:
 
 
 def pixel_scale(fov_diameter: float, factor: float = 1.0, pixel_size_um: float | None = None,
-                fov_degrees: float = 45.0) -> PixelScale:
+                fov_degrees: float = DRIVE_FOV_DEGREES) -> PixelScale:
     """The pixel scale of an analysis.
 
     Args:
@@ -109,20 +118,13 @@ def pixel_scale(fov_diameter: float, factor: float = 1.0, pixel_size_um: float |
         return PixelScale(factor, pixel_size_um / factor, "given")
     if not fov_diameter > 0:
         raise ValueError(f"FOV diameter must be positive, got {fov_diameter}")
-    span_um = 1000.0 * RETINA_MM_45_DEG * fov_degrees / 45.0
-    return PixelScale(factor, span_um / (fov_diameter * factor),
-                      f"estimated: a {fov_degrees:g} degree field spans "
-                      f"{RETINA_MM_45_DEG * fov_degrees / 45.0:.1f} mm across the FOV diameter")
+    span_mm = RETINA_MM_45_DEG * fov_degrees / DRIVE_FOV_DEGREES
+    return PixelScale(factor, 1000.0 * span_mm / (fov_diameter * factor),
+                      f"estimated: a {fov_degrees:g} degree field spans {span_mm:.1f} mm "
+                      f"across the FOV diameter")
 
 
 # ------------------------------------------------------------------------------ one map
-def fov_box(fov: np.ndarray, margin: int = 1) -> tuple[slice, slice]:
-    """Slices of the FOV's bounding box (plus ``margin`` px), for measuring less."""
-    rows, cols = np.flatnonzero(fov.any(1)), np.flatnonzero(fov.any(0))
-    return (slice(max(rows[0] - margin, 0), rows[-1] + 1 + margin),
-            slice(max(cols[0] - margin, 0), cols[-1] + 1 + margin))
-
-
 def distance_transform(m: np.ndarray) -> np.ndarray:
     """Exact Euclidean distance of every pixel of ``m`` to the nearest background pixel.
 
@@ -191,10 +193,13 @@ def _empty(density: float) -> dict[str, float]:
     return out
 
 
-def measure(mask: np.ndarray, fov: np.ndarray, scale: PixelScale) -> dict[str, float]:
+def measure(mask: np.ndarray, fov: np.ndarray, scale: PixelScale,
+            skeleton: np.ndarray | None = None) -> dict[str, float]:
     """All :data:`BIOMARKERS` of one binary map (H, W) inside its FOV (H, W), analysis scale.
 
-    Values that do not exist for the map (no skeleton, no segment long enough) are NaN.
+    ``skeleton``: the (H, W) skeleton of ``mask & fov`` when already computed (the per-image
+    summary's); else skeletonised here. Values that do not exist for the map (no skeleton,
+    no segment long enough) are NaN.
     """
     from skimage.morphology import skeletonize
 
@@ -208,7 +213,8 @@ def measure(mask: np.ndarray, fov: np.ndarray, scale: PixelScale) -> dict[str, f
     box = fov_box(fov)  # nothing outside the FOV counts: measure its bounding box only
     m = mask[box] & fov[box]
     density = float(m.sum() / fov_px)
-    sk = skeletonize(m)
+    # Skeletonising the box equals cropping the whole map's skeleton: outside is background.
+    sk = skeletonize(m) if skeleton is None else np.asarray(skeleton, dtype=bool)[box]
     if not sk.any():
         return {**_empty(density), "fractal_dimension": box_counting_dimension(m)}
     mm = scale.um_per_px / 1000.0
@@ -331,19 +337,22 @@ class BiomarkerReport:
 
 
 def biomarker_report(mask: np.ndarray, samples: Iterable[np.ndarray] | None, fov: np.ndarray,
-                     scale: PixelScale, kind: str = "cnf") -> BiomarkerReport:
-    """Biomarkers of the mask and of every sample (all (H, W) bool at the analysis scale)."""
+                     scale: PixelScale, kind: str = "cnf",
+                     skeleton: np.ndarray | None = None) -> BiomarkerReport:
+    """Biomarkers of the mask and of every sample (all (H, W) bool at the analysis scale);
+    ``skeleton``: the mask's, when already computed."""
     values = [measure(s, fov, scale) for s in (samples if samples is not None else [])]
-    return BiomarkerReport(measure(mask, fov, scale), summarize_samples(values), len(values),
-                           scale, FACTORED_NOTE if kind == "factored" else "")
+    return BiomarkerReport(measure(mask, fov, scale, skeleton), summarize_samples(values),
+                           len(values), scale, FACTORED_NOTE if kind == "factored" else "")
 
 
-def segmentation_report(result: Any, threshold: float, kind: str = "cnf",
+def segmentation_report(seg: Segmentation, summary: ImageSummary, kind: str = "cnf",
                         pixel_size_um: float | None = None) -> BiomarkerReport:
-    """:func:`biomarker_report` of a :class:`vesselflow.vessel.analysis.pipeline.Segmentation`."""
-    info = result.scale
-    scale = pixel_scale(info.fov_diameter, info.factor, pixel_size_um)
-    return biomarker_report(result.mask(threshold), result.samples, result.fov, scale, kind)
+    """:func:`biomarker_report` of a segmentation: its summary's mask and skeleton, its
+    samples, the pixel scale of its rescale and camera field (``seg.fov_degrees``)."""
+    info = seg.scale
+    scale = pixel_scale(info.fov_diameter, info.factor, pixel_size_um, seg.fov_degrees)
+    return biomarker_report(summary.mask, seg.samples, seg.fov, scale, kind, summary.skeleton)
 
 
 def display_table(report: BiomarkerReport, digits: int = 3) -> list[dict[str, Any]]:
@@ -363,19 +372,12 @@ def display_table(report: BiomarkerReport, digits: int = 3) -> list[dict[str, An
 
 
 def report_csv(report: BiomarkerReport, image: str = "image") -> bytes:
-    """One image's biomarker table as CSV bytes (the app's download)."""
-    import csv
-    import io
+    """One image's biomarker table as CSV bytes (the app's download); a note as a last
+    ``#`` line."""
+    from vesselflow.io.files import csv_bytes
 
-    buf = io.StringIO()
-    rows = report.table()
-    w = csv.DictWriter(buf, fieldnames=["image", *rows[0], "n_samples", "um_per_input_px",
-                                        "pixel_size_source"], lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({"image": image, **r, "n_samples": report.n_samples,
-                    "um_per_input_px": round(report.scale.input_um_per_px, 3),
-                    "pixel_size_source": report.scale.source})
-    if report.note:
-        buf.write(f"# {report.note}\n")
-    return buf.getvalue().encode()
+    rows = [{"image": image, **r, "n_samples": report.n_samples,
+             "um_per_input_px": round(report.scale.input_um_per_px, 3),
+             "pixel_size_source": report.scale.source} for r in report.table()]
+    note = f"# {report.note}\n".encode() if report.note else b""
+    return csv_bytes(rows) + note

@@ -48,7 +48,6 @@ def model_card(label: str, source: str) -> None:
             return
         loaded = models.get_model(source)
         meta = loaded.meta
-        ref, ref_source = models.uncertainty_reference(loaded)
         c = st.columns(4)
         c[0].metric("A-priori threshold", f"{loaded.threshold:.3f}",
                     help="Chosen on DRIVE's validation images")
@@ -59,7 +58,9 @@ def model_card(label: str, source: str) -> None:
         c[2].metric("Validation bpd", "–" if bpd is None else f"{bpd:.4f}",
                     help="Bits per pixel of the manual tracings under the model (lower is "
                          "better)")
-        c[3].metric("Uncertainty reference", f"{ref:.3f}", help=ref_source)
+        c[3].metric("Review calibration", _calibration_value(loaded),
+                    help="Good DRIVE training maps (F1 >= 0.7, clean and degraded) whose "
+                         "feature ranges the review verdict checks each image against")
         st.markdown(
             f"- **Name:** `{loaded.name}` — {_kind(loaded.config)}\n"
             f"- **Weights sha256:** `{loaded.sha256}`\n"
@@ -68,6 +69,20 @@ def model_card(label: str, source: str) -> None:
             f"{_test_line(meta)}")
         with st.expander("Architecture and full metadata"):
             st.json({"config": loaded.config.to_dict(), "meta": meta}, expanded=False)
+
+
+def _calibration_value(loaded) -> str:
+    """``n_good / n_maps`` of the model's review calibration, or why there is none."""
+    from vesselflow.vessel.review.verdict import ReviewCalibration
+
+    try:
+        calibration = ReviewCalibration.load(loaded.path)
+    except ValueError:
+        return "unreadable"
+    if calibration is None:
+        return "none"
+    good, maps = calibration.meta.get("n_good"), calibration.meta.get("n_maps")
+    return f"{good} of {maps} maps" if good is not None else "stored"
 
 
 def _kind(config) -> str:

@@ -10,7 +10,6 @@ import streamlit as st
 
 from vesselflow.app import config, guard, inputs, models, segmenting
 from vesselflow.io.errors import ImageReadError
-from vesselflow.vessel.analysis.sampler import vessel_mask
 from vesselflow.vessel.evaluation.figures import (
     pr_curve_figure,
     reliability_diagram,
@@ -83,7 +82,8 @@ def _fmt(v) -> str:
     return f"{v:.4f}"
 
 
-def metrics_table(s: dict, threshold: float, a_priori: float) -> list[dict]:
+def metrics_table(s: dict, threshold: float, a_priori: float, mean_uncertainty: float
+                  ) -> list[dict]:
     which = "a-priori" if threshold == a_priori else "chosen"
     rows = [
         ("F1 at threshold", s["f1"], f"Dice/F1 of the mask at {threshold:.3f} ({which})"),
@@ -99,7 +99,8 @@ def metrics_table(s: dict, threshold: float, a_priori: float) -> list[dict]:
         ("Sample precision (mean)", s["sample_precision"], "individual samples, averaged"),
         ("Sample recall (mean)", s["sample_recall"], "individual samples, averaged"),
         ("Sample F1 (mean)", s["sample_f1"], "individual samples, averaged"),
-        ("Mean uncertainty", s["mean_uncertainty"], "sample std averaged inside the FOV"),
+        ("Mean uncertainty", mean_uncertainty,
+         "sample std averaged inside the FOV, at the analysis scale (as vesselflow segment)"),
     ]
     if s["human"]:
         h = s["human"]
@@ -136,12 +137,8 @@ def body() -> None:
         st.info(note, icon=":material/info:")
 
     bar_slot = st.empty()
-    result = segmenting.segment(loaded, case.key, case.image, params, keep=params.n, fov=case.fov,
-                            bar_slot=bar_slot, label=f"Sampling {case.name}")
-    mean = result.original(result.mean)
-    std = result.original(result.std)
-    samples = np.stack([result.original(x, order=0) for x in result.samples])
-    fov = case.fov if case.fov is not None else result.original(result.fov, order=0)
+    result = segmenting.segment(loaded, case, params, keep=params.n, fov=case.fov,
+                                bar_slot=bar_slot, label=f"Sampling {case.name}")
 
     threshold = st.slider(
         "Threshold (vessel probability)", 0.0, 1.0, float(loaded.threshold), 0.01,
@@ -150,8 +147,10 @@ def body() -> None:
         help=f"Default {loaded.threshold:.3f}: the model's a-priori threshold, chosen on "
              "DRIVE's validation images. Changing it here after seeing the reference makes "
              "the scores optimistic.")
-    s = score_case(mean, case.label, fov, threshold, samples=samples, label2=case.label2,
-                   std=std)
+    summary = segmenting.summary(loaded, result, threshold)
+    maps = result.at_original_size(threshold)  # scored at the image's size, as evaluate does
+    mean, fov, samples = maps.mean, maps.fov, maps.samples
+    s = score_case(mean, case.label, fov, threshold, samples=samples, label2=case.label2)
 
     m = st.columns(4)
     m[0].metric("F1 at threshold", _fmt(s["f1"]), help=f"Threshold {threshold:.3f}")
@@ -182,7 +181,7 @@ def body() -> None:
                    "the reference: the spread shows how much plausible vessel maps differ.")
 
     st.subheader("Maps")
-    pred = vessel_mask(mean, fov, threshold)
+    pred = maps.mask
     legend = ", ".join(f"{k}: {v}" for k, v in zip(
         AGREEMENT_COLORS, ("white", "red", "blue", "black", "grey"), strict=True))
     cols = st.columns(4)
@@ -196,22 +195,24 @@ def body() -> None:
                   alt=caption.split(" (")[0].split(":")[0])
 
     st.subheader("Metrics")
-    table = metrics_table(s, threshold, loaded.threshold)
+    table = metrics_table(s, threshold, loaded.threshold, summary.mean_uncertainty)
     st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 2)
     with st.expander("Calibration (reliability diagram)"):
         st.pyplot(reliability_diagram(s["reliability"], s["ece"]), width="content")
         st.caption("Bars at the diagonal: probabilities mean what they say.")
 
-    summary = {k: v for k, v in s.items() if isinstance(v, int | float | dict) and k not in (
+    scores = {k: v for k, v in s.items() if isinstance(v, int | float | dict) and k not in (
         "curve", "reliability")}
-    summary.update(model={"name": loaded.name, "sha256": loaded.sha256,
-                          "a_priori_threshold": loaded.threshold},
-                   image={"name": case.name, "sha256": case.key},
-                   parameters={"samples": params.n, "temperature": params.temperature,
-                               "seed": params.seed, "match_drive_scale": params.rescale},
-                   fov="given" if case.fov is not None else "detected")
-    st.download_button("Metrics (JSON)", json.dumps(summary, indent=2, default=float) + "\n",
-                       f"{inputs.stem(case.name)}_metrics.json", "application/json",
+    scores.update(model={"name": loaded.name, "sha256": loaded.sha256,
+                         "a_priori_threshold": loaded.threshold},
+                  image={"name": case.name, "id": segmenting.image_id(case),
+                         "sha256": case.key},
+                  parameters={"samples": params.n, "temperature": params.temperature,
+                              "seed": params.seed, "match_drive_scale": params.rescale},
+                  fov="given" if case.fov is not None else "detected",
+                  summary=summary.to_dict())
+    st.download_button("Metrics (JSON)", json.dumps(scores, indent=2, default=float) + "\n",
+                       f"{segmenting.image_id(case)}_metrics.json", "application/json",
                        on_click="ignore", icon=":material/download:", key="dl_metrics")
 
 

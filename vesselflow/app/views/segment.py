@@ -5,8 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from vesselflow.app import config, guard, inputs, models, segmenting
+from vesselflow.app.segmenting import SamplingParams, Segmentation
 from vesselflow.io.encoders import zip_bytes
 from vesselflow.io.errors import ImageReadError
+from vesselflow.io.weights import LoadedModel
+from vesselflow.vessel.analysis.summary import ImageSummary
 from vesselflow.vessel.biomarkers import display_table, report_csv
 from vesselflow.vessel.visualize import colorize, gray, overlay, thumbnail, to_uint8
 
@@ -46,49 +49,55 @@ def choose_inputs() -> list[inputs.InputImage]:
     return items
 
 
-def batch_section(items: list[inputs.InputImage], loaded, params, threshold: float) -> None:
+def batch_section(items: list[inputs.InputImage], loaded: LoadedModel, params: SamplingParams,
+                  threshold: float) -> None:
     """Segment every uploaded image and list which ones need expert review."""
     sig = (tuple(it.key for it in items), params, loaded.sha256)
     with st.expander(f"All {len(items)} images: segment and screen for review"):
         if st.button("Segment all images", icon=":material/play_arrow:", key="batch_run"):
             results = {}
             for i, it in enumerate(items, start=1):
-                results[it.key] = segmenting.segment(loaded, it.key, it.image, params,
-                                                     keep=params.n,
-                                                 label=f"Image {i} of {len(items)} ({it.name})")
+                results[it.key] = segmenting.segment(
+                    loaded, it, params, keep=params.n,
+                    label=f"Image {i} of {len(items)} ({it.name})")
             st.session_state["batch"] = {"sig": sig, "results": results}
         batch = st.session_state.get("batch")
         if not batch or batch["sig"] != sig:
             st.caption("Runs the model on every uploaded image with the settings in the "
                        "sidebar and flags those whose photo or map is unusual for this model.")
             return
-        rows = []
+        rows, summaries = [], {}
         for it in items:
-            res = batch["results"][it.key]
-            v = segmenting.verdict(loaded, res, threshold)
+            s = summaries[it.key] = segmenting.summary(loaded, batch["results"][it.key],
+                                                       threshold)
             rows.append({"image": it.name, "size (px)": f"{it.image.shape[1]}×"
-                         f"{it.image.shape[0]}", "mean uncertainty": round(
-                             res.mean_uncertainty, 4),
-                         "review": v.status, "reasons": v.codes.replace(";", ", ")})
+                         f"{it.image.shape[0]}", "vessel area (%)": round(
+                             100 * s.vessel_density, 1),
+                         "mean uncertainty": round(s.mean_uncertainty, 4),
+                         "review": s.verdict.status,
+                         "reasons": s.verdict.codes.replace(";", ", ")})
         st.dataframe(rows, hide_index=True, width="stretch")
         st.download_button(
             "All results (zip)", segmenting.deferred(_batch_zip, loaded, items, batch["results"],
-                                                 params, threshold),
+                                                     params, summaries),
             file_name="vesselflow_results.zip", mime="application/zip", on_click="ignore",
             icon=":material/folder_zip:", key="batch_zip")
 
 
-def _batch_zip(loaded, items, results, params, threshold) -> bytes:
+def _batch_zip(loaded: LoadedModel, items: list[inputs.InputImage],
+               results: dict[str, Segmentation], params: SamplingParams,
+               summaries: dict[str, ImageSummary]) -> bytes:
     files = {}
     for i, it in enumerate(items, start=1):
-        files.update(segmenting.result_files(loaded, it, results[it.key], params, threshold,
-                                         prefix=f"{i:02d}_{inputs.stem(it.name)}/"))
+        files.update(segmenting.result_files(
+            loaded, it, results[it.key], params, summaries[it.key],
+            prefix=f"{i:02d}_{segmenting.image_id(it)}/"))
     return zip_bytes(files)
 
 
-def review_banner(loaded, result: segmenting.Segmentation, threshold: float) -> None:
+def review_banner(summary: ImageSummary) -> None:
     """``segment``'s verdict for this image: ok, or review with one sentence per reason."""
-    v = segmenting.verdict(loaded, result, threshold)
+    v = summary.verdict
     if v.review:
         reasons = "\n".join(f"- {m}" for m in v.sentences())
         st.warning(f"**Review this map before using it** ({len(v.findings)} reason"
@@ -104,8 +113,8 @@ def review_banner(loaded, result: segmenting.Segmentation, threshold: float) -> 
                f"codes: {v.codes.replace(';', ', ') or 'none'}.")
 
 
-def measurements(loaded, item: inputs.InputImage, result: segmenting.Segmentation, params,
-                 threshold: float) -> None:
+def measurements(loaded: LoadedModel, item: inputs.InputImage, result: Segmentation,
+                 summary: ImageSummary, params: SamplingParams) -> None:
     """Vessel biomarkers of the mask, with the spread over the samples, and a CSV download."""
     st.subheader("Vessel measurements")
     on = st.toggle("Measure the vessels", key="biomarkers",
@@ -120,17 +129,17 @@ def measurements(loaded, item: inputs.InputImage, result: segmenting.Segmentatio
                          help="Used for the calibre in µm and the per-mm² densities. 0 "
                               "estimates it from the field of view, assuming a 45° field "
                               "spans about 13 mm of retina across its diameter.")
-    report = segmenting.biomarkers(loaded, item.key, result, params, threshold, um or None)
+    report = segmenting.biomarkers(loaded, item, result, summary, params, um or None)
     if report.note:
         st.warning(f"{report.note[0].upper()}{report.note[1:]}.", icon=":material/warning:")
     st.dataframe(display_table(report), hide_index=True, width="stretch")
-    st.caption(f"Mask at threshold {threshold:.3f}; interval = 2.5–97.5 % of the values of "
-               f"the {report.n_samples} samples. Pixel size "
+    st.caption(f"Mask at threshold {summary.threshold:.3f}; interval = 2.5–97.5 % of the "
+               f"values of the {report.n_samples} samples. Pixel size "
                f"{report.scale.input_um_per_px:.2f} µm per uploaded pixel "
                f"({report.scale.source}). Measured at the analysis scale (×"
                f"{report.scale.factor:.2f}); calibre in px is in the uploaded image's pixels.")
     st.download_button("Measurements CSV", segmenting.deferred(report_csv, report, item.name),
-                       f"{inputs.stem(item.name)}_biomarkers.csv", "text/csv",
+                       f"{segmenting.image_id(item)}_biomarkers.csv", "text/csv",
                        on_click="ignore", key="dl_biomarkers", icon=":material/download:")
 
 
@@ -160,9 +169,8 @@ def body() -> None:
     mean_slot, unc_slot = c_mean.empty(), c_unc.empty()
     unc_slot.caption("The uncertainty map appears when sampling ends.")
     keep = params.n  # every sample is kept: the vessel measurements use them all
-    result = segmenting.segment(loaded, item.key, item.image, params, keep=keep,
-                                bar_slot=bar_slot,
-                            map_slot=mean_slot, label=f"Segmenting {item.name}")
+    result = segmenting.segment(loaded, item, params, keep=keep, bar_slot=bar_slot,
+                                map_slot=mean_slot, label=f"Segmenting {item.name}")
     show(mean_slot, gray(result.mean),
          f"Vessel probability: mean of {result.n} samples (black 0, white 1)",
          "vessel probability map")
@@ -178,28 +186,26 @@ def body() -> None:
         help=f"A pixel is marked as vessel when its probability is at least this value. The "
              f"default, {loaded.threshold:.3f}, is the model's a-priori threshold, chosen on "
              "DRIVE's validation images (never on test images).")
-    review_banner(loaded, result, threshold)
-    mask = result.mask(threshold)
-    fov_px = max(int(result.fov.sum()), 1)
-    info = result.scale
-    ref, _ = models.uncertainty_reference(loaded)
-    mu = result.mean_uncertainty
+    summary = segmenting.summary(loaded, result, threshold)  # every number shown: computed once
+    review_banner(summary)
+    mask = summary.mask
     c_mask, c_over, c_facts = st.columns(3)
     show(c_mask, gray(mask), f"Vessel mask at threshold {threshold:.3f} (white = vessel)",
          "binary vessel mask")
     show(c_over, overlay(result.image, mask), "Mask (green) over the image", "overlay")
     with c_facts:
-        st.metric("Vessel area", f"{100 * mask.sum() / fov_px:.1f} %", border=True,
+        st.metric("Vessel area", f"{100 * summary.vessel_density:.1f} %", border=True,
                   help="Share of the field of view marked as vessel at this threshold "
                        "(DRIVE's manual tracings: about 12 %).")
-        st.metric("Mean uncertainty", f"{mu:.3f}", f"{mu - ref:+.3f} vs reference {ref:.2f}",
-                  delta_color="inverse", border=True,
-                  help="Sample std averaged inside the field of view.")
+        st.metric("Mean uncertainty", f"{summary.mean_uncertainty:.3f}", border=True,
+                  help="Sample std averaged inside the field of view, at the analysis scale "
+                       "(as metrics.csv of vesselflow segment). Whether it is unusual for "
+                       "the map's density is part of the review verdict above.")
         st.metric("Samples", f"{result.n}", f"in {result.seconds:.1f} s", delta_color="off",
                   delta_arrow="off", border=True,
                   help=f"Temperature {params.temperature:g}, seed {params.seed}.")
-        st.metric("Analysis scale", f"×{info.factor:.2f}",
-                  f"FOV {info.fov_diameter:.0f} px wide ({result.fov_source})",
+        st.metric("Analysis scale", f"×{summary.scale_factor:.2f}",
+                  f"FOV {summary.fov_diameter:.0f} px wide ({summary.fov_source})",
                   delta_color="off", delta_arrow="off", border=True,
                   help="Resize factor that gave the field of view DRIVE's diameter (538 px); "
                        "downloads are at the original size.")
@@ -212,14 +218,14 @@ def body() -> None:
         for i, (col, s) in enumerate(zip(st.columns(len(shown)), shown, strict=True), start=1):
             show(col, gray(s), f"Sample {i}", f"sample {i}")
 
-    measurements(loaded, item, result, params, threshold)
+    measurements(loaded, item, result, summary, params)
 
     st.subheader("Download")
     st.caption("At the uploaded image's size, the same files as `vesselflow segment` "
                "writes. The zip adds the overlay, the field of view, the samples and "
                "`run.json` (model, sha256, settings, versions).")
-    name = inputs.stem(item.name)
-    args = (loaded, item, result, params, threshold)
+    name = segmenting.image_id(item)
+    args = (loaded, item, result, params, summary)
     d = st.columns(5)
     for col, (label, suffix, mime, key, tip) in zip(d, (
             ("Mask PNG", "_mask.png", "image/png", "dl_mask", "8-bit PNG: 255 = vessel."),
@@ -248,9 +254,10 @@ def body() -> None:
             "thin or faint vessels, lesions, blur.\n"
             "- **Vessel mask**: the probability map cut at the threshold, inside the field of "
             "view (the bright disc of the photograph, detected automatically).\n"
-            "- **Flag for expert review**: shown when the mean uncertainty is above the "
-            "model's reference value; it signals an image unlike those the model knows well, "
-            "not a finding about the patient.")
+            "- **Review**: shown when a feature of the photo or of the map (exposure, blur, "
+            "vessel density, fragmentation, uncertainty for that density, ...) is outside "
+            "the range of the maps this model got right in its calibration; it signals an "
+            "image unlike those the model handles well, not a finding about the patient.")
 
 
 guard.run_page(body)

@@ -14,8 +14,8 @@ Modules (import the one you need; names below are also re-exported lazily from h
   the patch's source window, :mod:`.warp`); :mod:`.augment_reference` - the whole-image
   reference it is tested against;
 * :mod:`.padding` - :func:`pad_to_multiple`, :func:`crop_padding`;
-* :mod:`vesselflow.vessel.preprocess.fov` - :func:`detect_fov`;
-* :mod:`vesselflow.vessel.preprocess.scale` - :data:`DRIVE_FOV_DIAMETER`, :func:`fov_diameter`,
+* :mod:`vesselflow.vessel.preprocess.fov` - :func:`detect_fov`, :func:`fov_diameter`;
+* :mod:`vesselflow.vessel.preprocess.scale` - :data:`DRIVE_FOV_DIAMETER`,
   :func:`rescale_to_drive`, :func:`restore_size`;
 * :mod:`.synthetic` - :func:`synthetic_fundus`.
 """
@@ -48,7 +48,7 @@ _LAZY = {
     "detect_fov": "vesselflow.vessel.preprocess.fov",
     "DRIVE_FOV_DIAMETER": "vesselflow.vessel.preprocess.scale",
     "ScaleInfo": "vesselflow.vessel.preprocess.scale",
-    "fov_diameter": "vesselflow.vessel.preprocess.scale",
+    "fov_diameter": "vesselflow.vessel.preprocess.fov",
     "rescale_to_drive": "vesselflow.vessel.preprocess.scale",
     "restore_size": "vesselflow.vessel.preprocess.scale",
     "synthetic_fundus": "vesselflow.vessel.data.synthetic",

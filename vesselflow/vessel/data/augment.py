@@ -37,7 +37,7 @@ from vesselflow.vessel.data.warp import affine_matrix, warp_full, warp_region
 from vesselflow.vessel.preprocess.normalise import (
     INPUT_NORMS,
     fov_standardise,
-    load_reference_stats,
+    load_drive_stats,
 )
 
 IMAGE_KEY = "image"
@@ -102,7 +102,7 @@ class TrainAugment(RandomizableTrait, Transform):
         self.seed = seed
         self.photometric = photometric
         self.input_norm = input_norm
-        self._ref = load_reference_stats() if input_norm == "fov-standardise" else None
+        self._drive_stats = load_drive_stats() if input_norm == "fov-standardise" else None
         self._rng: np.random.Generator | None = None
         self._owner: tuple[int, int | None] | None = None
 
@@ -205,7 +205,7 @@ class TrainAugment(RandomizableTrait, Transform):
             assert extra is not None
             inside = np.ones(patch.shape[:2], bool) if patch_fov is None else patch_fov > 0
             stats = (extra.mean(0, dtype=np.float64), extra.std(0, dtype=np.float64))
-            patch = fov_standardise(patch, inside, self._ref, stats=stats)
+            patch = fov_standardise(patch, inside, self._drive_stats, stats=stats)
         return patch
 
     def _geometry(self, image: np.ndarray, masks: dict[str, np.ndarray],

@@ -18,7 +18,7 @@ from vesselflow.vessel.data.augment import TrainAugment, _crop
 
 
 class WholeImageTrainAugment(TrainAugment):
-    """Whole-image warp, then crop (the implementation before issue 19)."""
+    """Whole-image warp, then crop (the implementation before the patch-region warp)."""
 
     def _geometry(self, image: np.ndarray, masks: dict[str, np.ndarray],
                   params: dict[str, float | bool]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

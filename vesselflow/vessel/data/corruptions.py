@@ -1,8 +1,8 @@
 """Seeded image corruptions: how other cameras, exports and uploads change a fundus photo.
 
-The generalisation benchmark (``benchmarks/generalisation.py``, issue 13) and the evaluation of
-the review flags (issue 14) both score the models on DRIVE's test images under these, so they
-live in one registry, :data:`CORRUPTIONS`, addressed by name:
+The generalisation benchmark (``benchmarks/generalisation.py``) and the evaluation of the
+review flags (``benchmarks/review_flags.py``) both score the models on DRIVE's test images
+under these, so they live in one registry, :data:`CORRUPTIONS`, addressed by name:
 
 ==================  =========================================================================
 name                what it does (image float32 (H, W, 3) in [0, 1] -> same shape/dtype/range)

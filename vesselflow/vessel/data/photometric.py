@@ -1,4 +1,4 @@
-"""Photometric training augmentation (issue 13): what other cameras do to a fundus photo.
+"""Photometric training augmentation: what other cameras do to a fundus photo.
 
 Image-only: labels and FOV masks are never touched, so they stay binary and aligned. Two
 albumentations pipelines run on the (P, P, 3) float patch that

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,11 +33,14 @@ from vesselflow.vessel.biomarkers import (
     measure,
 )
 
+if TYPE_CHECKING:
+    from vesselflow.vessel.preprocess.scale import ScaleInfo
+
 KEY_BIOMARKERS = ("vessel_density", "length_density", "calibre_mean_um")
-"""Those with the issue's coverage target (>= 80 % on DRIVE test)."""
+"""Those with a coverage target (>= 80 % on DRIVE test)."""
 
 
-def analysis_label(label: np.ndarray, scale: Any) -> np.ndarray:
+def analysis_label(label: np.ndarray, scale: ScaleInfo) -> np.ndarray:
     """A tracing (H, W) bool brought to the analysis size (``ScaleInfo.scaled_shape``).
 
     Anti-aliased linear resize, then >= 0.5: a thin vessel shrunk by 0.17 stays where half
@@ -68,7 +71,7 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _finite(x: Any) -> float | None:
+def _finite(x: float | None) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 

@@ -6,6 +6,8 @@ threshold), F1 at the a-priori threshold stored with the model (chosen on the va
 split), with specificity, MCC and clDice (centreline Dice, Shit et al. 2021) at that same
 threshold; AUC-ROC, average precision, ECE; per-sample precision/recall (the paper's scatter);
 the second observer's scores when given. Pooled clDice sums the skeleton counts of all images.
+Per image, vessel density, mean uncertainty and the review verdict are the per-image summary's
+(:mod:`vesselflow.vessel.analysis.summary`, at the analysis scale), as in segment and the app.
 """
 
 from __future__ import annotations
@@ -133,21 +135,24 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
 
     With ``canvas`` = N, ``bpd_canvas`` is also reported: the bound for each image and label
     zero-padded to N x N, divided by N * N dimensions. The paper pads DRIVE to 1024 x 1024;
-    this is its bpd only if it divided by its canvas, which it does not state. The bound of
-    image k draws its dequantization noise with seed ``seed + k``, so bpd is reproducible.
+    this is its bpd only if it divided by its canvas, which it does not state. Each image is
+    sampled, and its bound draws its dequantization noise, with the per-image seed of
+    ``seed`` and its id (:mod:`vesselflow.vessel.analysis.pipeline`, as ``vesselflow
+    segment``), so an image gets the same maps here as there, and bpd is reproducible.
     ``ci95`` holds 95% bootstrap intervals over images (``n_bootstrap`` resamples, seeded by
     ``seed``; :mod:`.bootstrap` says how the pooled metrics are recomputed); 0 skips them.
     """
     from vesselflow.flows import bits_per_dim
     from vesselflow.vessel.analysis.pipeline import segment_image
     from vesselflow.vessel.analysis.sampler import log_likelihood
+    from vesselflow.vessel.analysis.summary import summarise
     from vesselflow.vessel.evaluation import biomarker_agreement as bm
     from vesselflow.vessel.models import load_model
-    from vesselflow.vessel.review.verdict import Reference, assess_segmentation
+    from vesselflow.vessel.review.verdict import ReviewCalibration
 
     t0 = time.time()
     loaded = load_model(model_name, device=device)
-    reference = Reference.load(loaded.path)
+    calibration = ReviewCalibration.load(loaded.path)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     probs, truths, rows, sample_pts, human_pts, human_pred, human_truth = [], [], [], [], [], [],\
@@ -159,13 +164,13 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     for k, case in enumerate(cases):
         t = time.time()
         seg = segment_image(loaded.model, case.image, n=n_samples, temperature=temperature,
-                            batch_size=batch_size, seed=seed + k, keep=n_samples,
+                            batch_size=batch_size, seed=seed, keep=n_samples,
                             fov=case.fov, device=device, name=case.id)
-        stats = _at_original_size(seg)
-        verdict = assess_segmentation(seg, seg.mask(loaded.threshold), reference)
+        summary = summarise(seg, loaded.threshold, calibration)
+        maps = seg.at_original_size(loaded.threshold)  # scored at the image's own size
         label_x = bm.analysis_label(case.label, seg.scale)  # bpd at the analysis scale
         fov_x = int(np.asarray(seg.fov).sum())
-        ll = log_likelihood(loaded.model, seg.image, label_x, device=device, seed=seed + k)
+        ll = log_likelihood(loaded.model, seg.image, label_x, device=device, seed=seg.seed)
         ll_total += ll
         pix_total += label_x.size
         lls.append(ll)
@@ -173,21 +178,21 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
         fovs_x.append(fov_x)
         if canvas:
             llc = log_likelihood(loaded.model, seg.image, label_x, device=device,
-                                 canvas=canvas, seed=seed + k)
+                                 canvas=canvas, seed=seg.seed)
             ll_canvas += llc
             llcs.append(llc)
         if biomarkers:
             from vesselflow.vessel.biomarkers import segmentation_report
 
-            rep = segmentation_report(seg, loaded.threshold, loaded.config.kind)
+            rep = segmentation_report(seg, summary, loaded.config.kind)
             bio_records.append(bm.case_record(
                 case.id, rep, label_x, seg.fov, rep.scale,
                 bm.analysis_label(case.label2, seg.scale) if case.label2 is not None
                 else None))
-        sc = score_case(stats.mean, case.label, case.fov, loaded.threshold,
-                        samples=stats.samples, label2=case.label2, std=stats.std)
+        sc = score_case(maps.mean, case.label, case.fov, loaded.threshold,
+                        samples=maps.samples, label2=case.label2)
         truth = in_fov(case.label, case.fov).astype(bool)
-        probs.append(in_fov(stats.mean, case.fov))
+        probs.append(in_fov(maps.mean, case.fov))
         truths.append(truth)
         sample_pts.append(sc["sample_points"])
         cl_counts += sc["cldice_counts"]
@@ -197,12 +202,14 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                                                           "accuracy", "specificity",
                                                           "mcc", "cldice")},
                "auc_roc": sc["auc_roc"], "sample_precision": sc["sample_precision"],
-               "sample_recall": sc["sample_recall"], "mean_uncertainty": sc["mean_uncertainty"],
+               "sample_recall": sc["sample_recall"],
+               "vessel_density": summary.vessel_density,
+               "mean_uncertainty": summary.mean_uncertainty,
                "fov_detected": case.fov_detected, "height": case.label.shape[0],
                "width": case.label.shape[1], "fov_pixels": sc["n_pixels"],
-               "scale_factor": round(seg.scale.factor, 4),
-               "analysis_shape": "x".join(map(str, seg.scale.scaled_shape)),
-               "review": verdict.status, "reasons": verdict.codes,
+               "scale_factor": round(summary.scale_factor, 4),
+               "analysis_shape": "x".join(map(str, summary.analysis_size)),
+               "review": summary.verdict.status, "reasons": summary.verdict.codes,
                "seconds": round(time.time() - t, 2)}
         if canvas:
             row["bpd_canvas"] = bits_per_dim(llc, canvas * canvas)
@@ -215,7 +222,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
             human_cl += cldice_counts(case.label2, case.label, case.fov)
         rows.append(row)
         if k < figures_for:
-            figures.maps_figure(case.image, stats.mean, stats.std, case.label,
+            figures.maps_figure(case.image, maps.mean, maps.std, case.label,
                                 f"{loaded.name}: {case.id} (mean of {n_samples})",
                                 out / "figures" / f"maps_{case.id}.png")
         if progress:
@@ -259,7 +266,9 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                     "DRIVE's FOV diameter (537.7 px; not resized within 5 %), maps restored "
                     "to the original size (mean/std bilinear, samples nearest) and scored "
                     "there; bpd on the analysis-scale image and tracing (anti-aliased, "
-                    ">= 0.5), per analysis pixel",
+                    ">= 0.5), per analysis pixel; per-image vessel_density, "
+                    "mean_uncertainty and review at the analysis scale; each image seeded "
+                    "with the run seed and its id, as vesselflow segment",
         "scale_factors": {r["id"]: r["scale_factor"] for r in rows},
         "seconds": round(time.time() - t0, 1), "environment": environment(),
     }
@@ -277,7 +286,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
         metrics["bootstrap"] = boot
         metrics["seconds"] = round(time.time() - t0, 1)
     write_json(out / "metrics.json", metrics)
-    _write_csv(out / "per_image.csv", rows)
+    write_csv(out / "per_image.csv", rows)
     with atomic_path(out / "curves.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, precision=curve["precision"], recall=curve["recall"],
                             thresholds=curve["thresholds"], sample_points=pts_all,
@@ -289,23 +298,6 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                            out / "figures" / "sample_scatter.png")
     figures.reliability_figure(table, ece, out / "figures" / "reliability.png")
     return metrics
-
-
-def _at_original_size(seg: Any) -> Any:
-    """A Segmentation's mean, std and samples at the input's size (scoring happens there)."""
-    from vesselflow.vessel.analysis.sampler import SampleStats
-
-    mean = np.clip(seg.original(seg.mean), 0.0, 1.0).astype(np.float32)
-    std = np.clip(seg.original(seg.std), 0.0, 0.5).astype(np.float32)
-    samples = seg.samples
-    if samples is not None and seg.scale.resized:
-        # Nearest neighbour by index: the pixels restore_size(order=0) picks (pixel centres
-        # aligned), ~10x faster than a resize per sample on a 3504 x 2336 photograph.
-        (big_h, big_w), (h, w) = seg.scale.original_shape, seg.scale.scaled_shape
-        rows = np.minimum(((np.arange(big_h) + 0.5) * h / big_h).astype(np.intp), h - 1)
-        cols = np.minimum(((np.arange(big_w) + 0.5) * w / big_w).astype(np.intp), w - 1)
-        samples = np.stack([np.take(np.take(s, rows, 0), cols, 1) for s in samples])
-    return SampleStats(mean, std, samples, seg.n)
 
 
 def thin_curve(curve: dict[str, np.ndarray], max_points: int = 2000) -> dict[str, np.ndarray]:
@@ -323,7 +315,3 @@ def thin_curve(curve: dict[str, np.ndarray], max_points: int = 2000) -> dict[str
     for k in ("precision", "recall", "f1"):  # these have one more entry (the (1, 0) end)
         out[k] = np.concatenate([curve[k][keep], curve[k][-1:]])
     return out
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_csv(path, rows)

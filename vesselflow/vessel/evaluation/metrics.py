@@ -185,15 +185,6 @@ def expected_calibration_error(prob: np.ndarray, truth: np.ndarray, bins: int = 
                  "edges": np.linspace(0, 1, bins + 1)}
 
 
-def mean_uncertainty(std: np.ndarray, fov: np.ndarray | None) -> float:
-    """Mean of the per-pixel uncertainty map (sample std) inside the FOV: one number per image.
-
-    Used to flag images for expert review, and reported per image by ``vesselflow evaluate``.
-    """
-    values = in_fov(std, fov)
-    return float(values.mean()) if values.size else float("nan")
-
-
 def sample_points(samples: np.ndarray, truth: np.ndarray, fov: np.ndarray | None
                   ) -> np.ndarray:
     """(precision, recall) of every individual sample against ``truth`` (FOV pixels, 1-D).
@@ -212,8 +203,7 @@ def sample_points(samples: np.ndarray, truth: np.ndarray, fov: np.ndarray | None
 
 
 def score_case(mean: np.ndarray, label: np.ndarray, fov: np.ndarray | None, threshold: float,
-               samples: np.ndarray | None = None, label2: np.ndarray | None = None,
-               std: np.ndarray | None = None) -> dict:
+               samples: np.ndarray | None = None, label2: np.ndarray | None = None) -> dict:
     """All metrics of one image, in memory: what ``vesselflow evaluate`` computes per image.
 
     Args:
@@ -223,7 +213,6 @@ def score_case(mean: np.ndarray, label: np.ndarray, fov: np.ndarray | None, thre
         threshold: the a-priori threshold (a pixel is vessel when ``mean >= threshold``).
         samples: optional (k, H, W) individual binary samples, for the per-sample scores.
         label2: optional (H, W) bool second observer, scored against ``label``.
-        std: optional (H, W) uncertainty map, for ``mean_uncertainty``.
 
     Returns:
         dict with ``max_f1`` and ``max_f1_threshold`` (oracle), ``precision``, ``recall``,
@@ -231,7 +220,9 @@ def score_case(mean: np.ndarray, label: np.ndarray, fov: np.ndarray | None, thre
         ``cldice_counts``) at ``threshold``, ``auc_roc``, ``average_precision``, ``ece``,
         ``curve`` (pr_curve output), ``reliability`` (ECE table), ``sample_points`` (k, 2) or
         None, ``sample_precision`` / ``sample_recall`` / ``sample_f1`` (means over samples, or
-        None), ``human`` (binary_scores of label2, or None) and ``mean_uncertainty`` (or None).
+        None) and ``human`` (binary_scores of label2, or None). Per-image numbers that need
+        no tracing (vessel density, mean uncertainty) are the per-image summary's
+        (:mod:`vesselflow.vessel.analysis.summary`), not scores.
     """
     truth = in_fov(label, fov).astype(bool)
     prob = in_fov(mean, fov)
@@ -248,7 +239,6 @@ def score_case(mean: np.ndarray, label: np.ndarray, fov: np.ndarray | None, thre
         "ece": ece, "curve": pr_curve(prob, truth), "reliability": table,
         "sample_points": None, "sample_precision": None, "sample_recall": None,
         "sample_f1": None, "human": None,
-        "mean_uncertainty": mean_uncertainty(std, fov) if std is not None else None,
         "n_pixels": int(truth.size), "vessel_fraction": float(truth.mean()) if truth.size
         else float("nan"),
     }
@@ -262,22 +252,3 @@ def score_case(mean: np.ndarray, label: np.ndarray, fov: np.ndarray | None, thre
     if label2 is not None:
         out["human"] = binary_scores(in_fov(label2, fov), truth)
     return out
-
-
-REVIEW_MARGIN = 1.25
-"""Headroom of :func:`uncertainty_reference` over the validation images' highest value."""
-
-
-def uncertainty_reference(per_image: np.ndarray | list[float], margin: float = REVIEW_MARGIN
-                          ) -> float:
-    """The mean uncertainty above which an image is flagged for expert review.
-
-    ``margin`` times the highest per-image :func:`mean_uncertainty` over reference images the
-    model is known to handle (DRIVE's validation split, at 16 samples and temperature 1.0).
-    The margin absorbs the spread of a handful of validation images; store the result as
-    ``uncertainty_reference`` in the model's meta so the app can use it.
-    """
-    values = np.asarray(per_image, dtype=np.float64)
-    if values.size == 0 or not np.isfinite(values).all():
-        raise ValueError("need at least one finite per-image mean uncertainty")
-    return float(margin * values.max())

@@ -5,7 +5,7 @@ Two options (``VesselConfig.conditioning``):
 * ``"vgg"``: the paper's VGG-like network (Winkler et al. 2019, Table 5 / Figure 5). Its
   receptive field is small (~40 px at full resolution), so it sees a vessel and little of its
   surroundings.
-* ``"unet"``: a compact U-Net (issue 13): an encoder down to 1/16 resolution and a decoder
+* ``"unet"``: a compact U-Net: an encoder down to 1/16 resolution and a decoder
   back to 1/4 and 1/2 with skip connections, about 0.35 M parameters. Its receptive field
   covers most of a 128 px patch, so a vessel is judged against its neighbourhood (local
   contrast) rather than against absolute colour.

@@ -1,19 +1,20 @@
 """Inference-time input normalisation: match an image's FOV colour statistics to DRIVE's.
 
-A DRIVE-trained model reacts to colour statistics as much as to vessels (issue 13): a bright,
+A DRIVE-trained model reacts to colour statistics as much as to vessels: a bright,
 yellowish photograph can come out with an empty map. ``fov-standardise`` standardises each
 colour channel *inside the field of view* to the statistics of the training images:
 
-    x'_c = (x_c - mean_c(image, FOV)) / std_c(image, FOV) * std_c(ref) + mean_c(ref)
+    x'_c = (x_c - mean_c(image, FOV)) / std_c(image, FOV) * std_c(DRIVE) + mean_c(DRIVE)
 
 inside the FOV, clipped to [0, 1] (the range the model was trained on); outside the FOV 0.
-The reference ``ref`` is, per channel, the average over DRIVE's 20 training-folder images
+DRIVE's channel statistics are, per channel, the average over DRIVE's 20 training-folder images
 (``trainval``: the 16 training and 4 validation images) of each image's FOV mean and FOV std
 (the within-image spread, which is what one image is standardised to; the pooled std would add
-the between-image spread). It is computed by :func:`reference_stats` from the images and
-stored in ``vesselflow/weights/drive-fov-stats.json`` by
-``python -m vesselflow.vessel.preprocess.normalise --drive ../shared/data/DRIVE``, so inference does
-not need DRIVE; a test recomputes it.
+the between-image spread). They are computed by
+:func:`vesselflow.vessel.data.drive_stats.drive_channel_stats` from the images and stored
+in ``vesselflow/weights/drive-fov-stats.json`` by
+``vesselflow drive-stats --drive ../shared/data/DRIVE`` (:mod:`vesselflow.cli.drive_stats`), so
+inference does not need DRIVE; a test recomputes it.
 
 A model trained with it says so in its config (``VesselConfig.input_norm``) and gets it at
 inference everywhere (``segment``, ``evaluate``, the app, validation); models trained without
@@ -25,7 +26,6 @@ statistics of a sample of its whole photo's FOV pixels, after the photometric au
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -51,62 +51,40 @@ def fov_channel_stats(image: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, n
     return px.mean(0), px.std(0)
 
 
-def reference_stats(drive_root: str | Path, split: str = "trainval") -> dict:
-    """FOV statistics of DRIVE's training images, with the official FOV masks.
-
-    Returns:
-        ``{"mean": [r, g, b], "std": [r, g, b]}`` on 0-1 intensities (average over images of
-        the per-image FOV mean and std), plus ``split``, ``n_images`` and ``ids``.
-    """
-    from vesselflow.io.images import read_image
-    from vesselflow.io.masks import read_mask
-    from vesselflow.vessel.data.drive import drive_records
-
-    means, stds, ids = [], [], []
-    for rec in drive_records(drive_root, split):
-        image = read_image(rec["image"])
-        m, s = fov_channel_stats(image, read_mask(rec["fov"], shape=image.shape[:2]))
-        means.append(m)
-        stds.append(s)
-        ids.append(rec["id"])
-    return {"mean": np.mean(means, 0).tolist(), "std": np.mean(stds, 0).tolist(),
-            "split": split, "n_images": len(ids), "ids": ids,
-            "definition": "average over images of the per-image, per-channel mean and std of "
-                          "the pixels inside the official FOV mask; intensities in [0, 1]"}
-
-
-def load_reference_stats(path: str | Path = STATS_PATH) -> dict:
-    """The stored reference statistics (see :func:`reference_stats`)."""
+def load_drive_stats(path: str | Path = STATS_PATH) -> dict:
+    """DRIVE's stored FOV channel statistics
+    (:func:`vesselflow.vessel.data.drive_stats.drive_channel_stats` computes them)."""
     path = Path(path)
     try:
-        ref = json.loads(path.read_text())
+        stats = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise FileNotFoundError(
             f"{path}: cannot read the DRIVE FOV statistics ({e}); recompute them with "
-            f"python -m vesselflow.vessel.preprocess.normalise --drive <DRIVE folder>") from None
-    if len(ref.get("mean", ())) != 3 or len(ref.get("std", ())) != 3:
+            f"vesselflow drive-stats --drive <DRIVE folder>") from None
+    if len(stats.get("mean", ())) != 3 or len(stats.get("std", ())) != 3:
         raise ValueError(f"{path}: expected 3-channel 'mean' and 'std'")
-    return ref
+    return stats
 
 
-def fov_standardise(image: np.ndarray, fov: np.ndarray, ref: dict | None = None,
+def fov_standardise(image: np.ndarray, fov: np.ndarray, target: dict | None = None,
                     stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Standardise each channel inside ``fov`` to ``ref``'s FOV statistics (module docstring).
+    """Standardise each channel inside ``fov`` to ``target``'s FOV statistics (module
+    docstring).
 
     Args:
         image: (H, W, 3) float in [0, 1]; fov: (H, W) bool.
-        ref: ``{"mean": (3,), "std": (3,)}`` on 0-1; default the stored DRIVE statistics.
+        target: ``{"mean": (3,), "std": (3,)}`` on 0-1; default DRIVE's stored statistics.
         stats: the image's own (mean, std) per channel; default computed inside ``fov``.
             Training passes those of the whole photo while ``image`` is a patch of it.
 
     Returns:
         float32 (H, W, 3) in [0, 1], 0 outside the FOV.
     """
-    ref = load_reference_stats() if ref is None else ref
+    target = load_drive_stats() if target is None else target
     fov = np.asarray(fov, dtype=bool)
     mean, std = fov_channel_stats(image, fov) if stats is None else stats
-    gain = np.asarray(ref["std"], np.float64) / np.maximum(std, _MIN_STD)
-    out = (np.asarray(image, np.float64) - mean) * gain + np.asarray(ref["mean"], np.float64)
+    gain = np.asarray(target["std"], np.float64) / np.maximum(std, _MIN_STD)
+    out = (np.asarray(image, np.float64) - mean) * gain + np.asarray(target["mean"], np.float64)
     out = np.clip(out, 0.0, 1.0)
     out[~fov] = 0.0
     return out.astype(np.float32)
@@ -120,24 +98,3 @@ def apply_input_norm(image: np.ndarray, fov: np.ndarray, input_norm: str | None
     if input_norm == "fov-standardise":
         return fov_standardise(image, fov)
     raise ValueError(f"unknown input_norm {input_norm!r}; expected one of {INPUT_NORMS}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Recompute and store the DRIVE FOV statistics (``--check`` compares with the stored)."""
-    from vesselflow.io.files import write_json
-
-    p = argparse.ArgumentParser(prog="python -m vesselflow.vessel.preprocess.normalise",
-                                description=main.__doc__)
-    p.add_argument("--drive", type=Path, required=True, help="DRIVE folder")
-    p.add_argument("--out", type=Path, default=STATS_PATH)
-    a = p.parse_args(argv)
-    ref = reference_stats(a.drive)
-    write_json(a.out, ref)
-    show = lambda v: " / ".join(f"{255 * x:.1f}" for x in v)  # noqa: E731
-    print(f"DRIVE {ref['split']} ({ref['n_images']} images) FOV mean {show(ref['mean'])}, "
-          f"std {show(ref['std'])} (0-255) -> {a.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,10 +8,8 @@ seen through the FOV is comparable.
 
 Approach:
 
-* :func:`fov_diameter` fits a circle (algebraic least squares, Kasa) to the FOV boundary,
-  ignoring boundary pixels on the image edge. This measures the true disc diameter even when a
-  camera crops the top and bottom of the disc, where the area or the bounding box would
-  under-estimate it.
+* :func:`vesselflow.vessel.preprocess.fov.fov_diameter` fits a circle to the FOV boundary
+  (the true disc diameter even when a camera crops the top and bottom of the disc).
 * :data:`DRIVE_FOV_DIAMETER` is that diameter averaged over DRIVE's 40 official masks
   (537.7 px; per image 534.6-539.2).
 * :func:`rescale_to_drive` resizes image (bilinear, anti-aliased when shrinking) and FOV
@@ -19,9 +17,16 @@ Approach:
   because a resampling costs sharpness and vessel widths vary more than that between DRIVE
   images anyway.
 * :func:`restore_size` resizes a result map back to the original (H, W) recorded in
-  :class:`ScaleInfo`: bilinear for probability maps, ``order=0`` for masks.
+  :class:`ScaleInfo`: bilinear for probability maps, ``order=0`` (nearest) for masks and
+  samples. Callers use it through
+  :meth:`vesselflow.vessel.analysis.pipeline.Segmentation.at_original_size`.
 
-All resizing uses ``skimage.transform.resize``.
+The rescale and the bilinear map-back use ``skimage.transform.resize``. The nearest-neighbour
+map-back picks pixels by index (:func:`nearest_indices`): the pixels ``resize(order=0)``
+picks (pixel centres aligned) but ~10x faster, which matters for a stack of samples of a
+3504 x 2336 photograph. The two differ only at exact ties, an output pixel centre halfway
+between two input pixels (possible when shrinking back by certain ratios), where the index
+takes the later pixel and skimage's rounding the earlier one; both are nearest.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage.transform import resize
+
+from vesselflow.vessel.preprocess.fov import fov_diameter
 
 DRIVE_FOV_DIAMETER = 537.7
 """Mean FOV diameter (pixels) of DRIVE's 40 official masks, by circle fit."""
@@ -86,45 +92,6 @@ class ScaleInfo:
         return self.scaled_shape != self.original_shape
 
 
-def fov_diameter(fov: np.ndarray) -> float:
-    """Diameter in pixels of a (roughly circular) FOV mask.
-
-    Args:
-        fov: bool (H, W).
-
-    Returns:
-        Diameter of the least-squares circle through the FOV boundary (boundary pixels on the
-        image edge excluded). Falls back to the equal-area circle if too little boundary is
-        left to fit.
-    """
-    fov = np.asarray(fov, dtype=bool)
-    if fov.ndim != 2:
-        raise ValueError(f"expected a 2-D mask (H, W), got shape {fov.shape}")
-    area = int(fov.sum())
-    if area == 0:
-        raise ValueError("FOV mask is empty")
-    equal_area = 2.0 * np.sqrt(area / np.pi)
-    edge = fov & ~ndi.binary_erosion(fov, border_value=1)
-    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
-    ys, xs = np.nonzero(edge)
-    if len(xs) < 20:
-        return float(equal_area)
-    # Pixel centres of the boundary lie half a pixel inside the true edge.
-    x, y = xs.astype(np.float64), ys.astype(np.float64)
-    a = np.column_stack([x, y, np.ones_like(x)])
-    b = x**2 + y**2
-    (cx2, cy2, c), *_ = np.linalg.lstsq(a, b, rcond=None)
-    cx, cy = cx2 / 2, cy2 / 2
-    r2 = c + cx**2 + cy**2
-    if not np.isfinite(r2) or r2 <= 0:
-        return float(equal_area)
-    diameter = 2.0 * np.sqrt(r2) + 1.0
-    # A nearly straight boundary fragment can fit a huge circle: trust area then.
-    if not 0.5 * equal_area <= diameter <= 3.0 * equal_area:
-        return float(equal_area)
-    return float(diameter)
-
-
 def rescale_to_drive(
     image: np.ndarray,
     fov: np.ndarray,
@@ -164,17 +131,24 @@ def rescale_to_drive(
     return out, fov_out, ScaleInfo((h, w), new_shape, float(factor), diameter)
 
 
+def nearest_indices(n_out: int, n_in: int) -> np.ndarray:
+    """For each of ``n_out`` pixels along an axis, the input pixel (of ``n_in``) nearest its
+    centre when the axis is resized: ``floor((i + 0.5) * n_in / n_out)`` (intp, (n_out,))."""
+    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.intp), n_in - 1)
+
+
 def restore_size(map_2d: np.ndarray, info: ScaleInfo, *, order: int = 1) -> np.ndarray:
     """Map a result computed on the rescaled image back to the original size.
 
     Args:
         map_2d: (H', W') result, e.g. a vessel probability map or a binary mask.
         info: The ScaleInfo returned by :func:`rescale_to_drive`.
-        order: 1 (bilinear) for probability maps; 0 (nearest) for masks and labels.
+        order: 1 (bilinear, anti-aliased when shrinking) for probability maps; 0 (nearest,
+            by :func:`nearest_indices`) for masks, labels and samples.
 
     Returns:
-        (H, W) array in the original size, same dtype as ``map_2d`` (float32 for order 1
-        on float input).
+        (H, W) array in the original size (``map_2d`` itself when nothing was resized), same
+        dtype as ``map_2d`` (float32 for order 1 on float input).
     """
     map_2d = np.asarray(map_2d)
     if tuple(map_2d.shape[:2]) != tuple(info.scaled_shape):
@@ -183,14 +157,20 @@ def restore_size(map_2d: np.ndarray, info: ScaleInfo, *, order: int = 1) -> np.n
         )
     if not info.resized:
         return map_2d
+    if order == 0:
+        (h, w), (big_h, big_w) = info.scaled_shape, info.original_shape
+        rows = np.take(map_2d, nearest_indices(big_h, h), axis=0)
+        return np.take(rows, nearest_indices(big_w, w), axis=1)
+    if order != 1:
+        raise ValueError(f"order must be 0 (nearest) or 1 (bilinear), got {order}")
     shrinking = info.original_shape[0] < info.scaled_shape[0]
     out = resize(
         map_2d,
         tuple(info.original_shape) + tuple(map_2d.shape[2:]),
-        order=order,
-        anti_aliasing=bool(order > 0 and shrinking),
+        order=1,
+        anti_aliasing=shrinking,
         preserve_range=True,
     )
     if map_2d.dtype == bool:
         return out.astype(bool)
-    return out.astype(map_2d.dtype if order == 0 else np.result_type(map_2d.dtype, np.float32))
+    return out.astype(np.result_type(map_2d.dtype, np.float32))

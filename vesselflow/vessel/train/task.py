@@ -25,7 +25,7 @@ class TrainOptions(LoopOptions):
 
     drive: Path = field(kw_only=True)
     val_samples: int = 4
-    # Augmentation (issue 13): "none" = the paper's geometry only; "camera" adds the
+    # Augmentation (the camera-robust recipe): "none" = the paper's geometry only; "camera" adds the
     # photometric augmentation of vesselflow.vessel.data.photometric. ``scale`` is the range
     # of the affine's isotropic scale (paper: 0.8-1.2).
     photometric: str = "none"

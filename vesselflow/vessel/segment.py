@@ -7,25 +7,31 @@ share a stem, its path relative to the input root with ``/`` written as ``__``; 
 ids explicitly.
 
 Per image ``<id>``: the files of :mod:`vesselflow.vessel.outputs` (probability, mask,
-uncertainty, overlay, FOV, optionally the samples), at the input's original size.
+uncertainty, overlay, FOV, optionally the samples), at the input's original size, and its
+per-image summary (:mod:`vesselflow.vessel.analysis.summary`: vessel density, mean uncertainty
+and the review verdict at the analysis scale) as its row of ``metrics.csv``.
 
-Per run: ``run.json`` (model, parameters, seed, device, package versions, times, counts,
-failures), ``metrics.csv`` (one row per input) and ``biomarkers.csv`` (one row per image:
-each vessel biomarker on the mask and its mean / sd / 2.5-97.5 % interval over the samples,
+Per run: ``run.json`` (model, parameters, preprocessing, review calibration and files, as
+:func:`vesselflow.vessel.outputs.run_record` builds them for the app too; seed, device, package
+versions, times, counts, failures), ``metrics.csv`` (one row per input) and
+``biomarkers.csv`` (one row per image: each vessel biomarker on the mask and its mean / sd /
+2.5-97.5 % interval over the samples,
 :mod:`vesselflow.vessel.biomarkers`; ``--no-biomarkers`` skips it, ``--pixel-size UM`` sets
 the micrometres per input pixel), written by the batch runner
 (:mod:`vesselflow.batch.runner`), which also gives ``--continue``/``--overwrite``, progress,
 failure records, sharding and signal handling; bookkeeping lives in ``OUT/.vesselflow/``.
 
 Large images: the FOV is detected and the image is resized so that its FOV diameter matches
-DRIVE's (``vesselflow.vessel.preprocess.scale``), segmented at the training scale, and the maps are
-resized back to the original size (bilinear for probabilities, nearest for the mask and the
-samples). A 3504x2336 photograph is therefore sampled at ~840x560. ``--fov-degrees`` (default
-45, DRIVE's) tells it another camera's field of view: the target diameter becomes
-``537.7 * degrees / 45`` px, so a degree of retina spans DRIVE's pixels (run.json records it).
+DRIVE's (``vesselflow.vessel.preprocess.scale``), segmented at the training scale, and the maps
+are resized back to the original size (bilinear for the probability and the uncertainty, the
+mask cut there, nearest neighbour for the samples). A 3504x2336 photograph is therefore sampled
+at ~840x560. ``--fov-degrees`` (default 45, DRIVE's) tells it another camera's field of view:
+the target diameter becomes ``537.7 * degrees / 45`` px, so a degree of retina spans DRIVE's
+pixels (run.json records it).
 
 Sharding: ``torchrun --nproc_per_node=N -m vesselflow segment ...``; each image's seed is
-derived from ``--seed`` and its id, so results do not depend on the sharding.
+derived from ``--seed`` and its id (:mod:`vesselflow.vessel.analysis.pipeline`), so results do
+not depend on the sharding.
 
 Heavy libraries (torch, numpy, Pillow, ...) are imported inside functions: ``vesselflow
 --help`` stays fast.
@@ -33,31 +39,37 @@ Heavy libraries (torch, numpy, Pillow, ...) are imported inside functions: ``ves
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vesselflow.batch.inputs import BatchError, InputItem, collect_inputs, image_seed
+from vesselflow.batch.inputs import BatchError, InputItem, collect_inputs
+
+if TYPE_CHECKING:  # heavy: imported inside the functions, so --help stays fast
+    from vesselflow.batch.runner import BatchTask
+    from vesselflow.io.weights import LoadedModel
+    from vesselflow.runtime import Dist
+    from vesselflow.vessel.review.verdict import ReviewCalibration
 
 STATE_DIR = ".vesselflow"
 METRIC_FIELDS = ("id", "input", "status", "review", "reasons", "vessel_density",
                  "mean_uncertainty", "seconds", "height", "width", "scale_factor", "error")
 
 
-def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
+def segment_one(loaded: LoadedModel, item: InputItem, out: Path, *, samples: int,
                 temperature: float, threshold: float, seed: int, batch_size: int,
-                save_samples: bool, device: str,
+                save_samples: bool, device: str, fov_degrees: float,
+                calibration: ReviewCalibration | None,
                 on_progress: Callable[[float], None] | None = None, biomarkers: bool = False,
-                pixel_size: float | None = None, fov_degrees: float = 45.0,
-                reference: Any = None) -> dict[str, Any]:
+                pixel_size: float | None = None) -> dict[str, Any]:
     """Segment one image and write its outputs; returns its metrics row.
 
-    The row carries the quality verdict (:mod:`vesselflow.vessel.review.verdict`, against the
-    model's ``reference``): ``review`` ("ok" or "review"), ``reasons`` (codes joined by
-    ``;``) and ``review_messages`` (one sentence per reason).
+    The row is the image's per-image summary (:meth:`vesselflow.vessel.analysis.summary.
+    ImageSummary.row`): vessel density and mean uncertainty at the analysis scale, and the
+    review verdict against the model's ``calibration``: ``review`` ("ok" or "review"),
+    ``reasons`` (codes joined by ``;``) and ``review_messages`` (one sentence per reason).
 
     With ``biomarkers`` the row carries the image's biomarker row (mask value and sample
     mean / sd / interval, :mod:`vesselflow.vessel.biomarkers`), for the run's biomarkers.csv.
@@ -66,37 +78,28 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     """
     from vesselflow.io.images import read_image
     from vesselflow.vessel.analysis.pipeline import segment_image
+    from vesselflow.vessel.analysis.summary import summarise
     from vesselflow.vessel.outputs import write_outputs
-    from vesselflow.vessel.preprocess.fov import detect_fov
-    from vesselflow.vessel.review.verdict import assess_segmentation
 
     image = read_image(item.path)  # (H, W, 3) float32 in [0, 1]; ImageReadError names the file
     h, w = image.shape[:2]
     if min(h, w) < 8:
         raise ValueError(f"{item.path}: image is {w}x{h} pixels, too small to segment")
-    fov = detect_fov(image)  # (H, W) bool, at the input's size
     callback = (lambda done, _m: on_progress(done / samples)) if on_progress else None
-    result = segment_image(loaded.model, image, n=samples, temperature=temperature,
-                           seed=image_seed(seed, item.id), batch_size=batch_size,
-                           keep=samples if save_samples or biomarkers else 0, fov=fov,
-                           device=device, name=str(item.path), fov_degrees=fov_degrees,
+    result = segment_image(loaded.model, image, n=samples, temperature=temperature, seed=seed,
+                           batch_size=batch_size,
+                           keep=samples if save_samples or biomarkers else 0, device=device,
+                           name=str(item.path), image_id=item.id, fov_degrees=fov_degrees,
                            callback=callback)
-    summary = write_outputs(out, item.id, image, result, threshold, fov=fov,
-                            save_samples=save_samples)
-    info = result.scale
-    verdict = assess_segmentation(result, result.mask(threshold), reference)
-    row = {"status": "ok", "review": verdict.status, "reasons": verdict.codes,
-           "review_messages": verdict.sentences(), **summary,
-           "sampling_seconds": round(result.seconds, 3),
-           "height": h, "width": w, "scale_factor": round(info.factor, 4),
-           "fov_diameter": round(info.fov_diameter, 1), "seed": image_seed(seed, item.id),
-           "samples": result.n}
+    summary = summarise(result, threshold, calibration)
+    write_outputs(out, item.id, image, result, threshold, save_samples=save_samples)
+    row = {"status": "ok", **summary.row()}
     if biomarkers:
         from vesselflow.vessel.biomarkers import segmentation_report
 
         t_bio = time.perf_counter()
         try:
-            row["biomarkers"] = segmentation_report(result, threshold, loaded.config.kind,
+            row["biomarkers"] = segmentation_report(result, summary, loaded.config.kind,
                                                     pixel_size).row()
         except Exception as e:  # the maps are written: a measurement problem must not undo them
             row["biomarkers"] = {"error": f"{item.path}: biomarkers failed: "
@@ -105,14 +108,16 @@ def segment_one(loaded: Any, item: InputItem, out: Path, *, samples: int,
     return row
 
 
-def _settings(loaded: Any, samples: int, temperature: float, threshold: float, seed: int,
-              save_samples: bool, biomarkers: bool = True,
-              pixel_size: float | None = None, fov_degrees: float = 45.0) -> dict[str, Any]:
+def _settings(loaded: LoadedModel, samples: int, temperature: float, threshold: float,
+              seed: int, save_samples: bool, biomarkers: bool, pixel_size: float | None,
+              fov_degrees: float) -> dict[str, Any]:
     """What decides an image's outputs: a --continue must use the same."""
+    from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DEGREES
+
     settings = {"model_sha256": loaded.sha256, "samples": samples, "temperature": temperature,
                 "threshold": threshold, "seed": seed, "save_samples": save_samples,
                 "biomarkers": biomarkers, "pixel_size_um": pixel_size}
-    if fov_degrees != 45.0:  # only when set: folders of earlier runs (no key) still continue
+    if fov_degrees != DRIVE_FOV_DEGREES:  # only when set: earlier runs (no key) still continue
         settings["fov_degrees"] = fov_degrees
     return settings
 
@@ -121,16 +126,16 @@ def _settings(loaded: Any, samples: int, temperature: float, threshold: float, s
 SETTINGS_BEFORE_BIOMARKERS = {"biomarkers": False, "pixel_size_um": None}
 
 
-def _parse_threshold(text: str | float) -> str | float:
+def parse_threshold(text: str | float) -> str | float:
+    """``"auto"`` (any case) or a number in (0, 1]; raises :class:`BatchError` otherwise."""
     if isinstance(text, str) and text.strip().lower() == "auto":
         return "auto"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"threshold must be 'auto' or a number in (0, 1], got "
-                                         f"{text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"threshold must be in (0, 1], got {value}")
+        raise BatchError(f"threshold must be 'auto' or a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:  # also refuses NaN
+        raise BatchError(f"threshold must be in (0, 1], got {value}")
     return value
 
 
@@ -141,11 +146,12 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
                    progress: bool = True, batch_size: int = 8, biomarkers: bool = True,
                    pixel_size: float | None = None,
                    log: Callable[[str], None] | None = None,
-                   fov_degrees: float = 45.0) -> dict[str, Any]:
+                   fov_degrees: float | None = None) -> dict[str, Any]:
     """Segment every input image into ``out``; the Python form of ``vesselflow segment``.
 
-    ``fov_degrees``: the camera's field of view (DRIVE's 45 by default), folded into the
-    rescale to DRIVE's scale (:func:`vesselflow.vessel.preprocess.scale.target_fov_diameter`).
+    ``fov_degrees``: the camera's field of view (None: DRIVE's,
+    :data:`vesselflow.vessel.preprocess.scale.DRIVE_FOV_DEGREES`), folded into the rescale to
+    DRIVE's scale (:func:`vesselflow.vessel.preprocess.scale.target_fov_diameter`).
 
     Failed images are recorded (run.json, metrics.csv) and the batch goes on. Under torchrun
     (RANK/WORLD_SIZE set) each rank segments its share and rank 0 writes the merged run files.
@@ -160,7 +166,9 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
     """
     from vesselflow.batch.runner import open_run
     from vesselflow.runtime import now, sigterm_as_interrupt
+    from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DEGREES
 
+    fov_degrees = DRIVE_FOV_DEGREES if fov_degrees is None else fov_degrees
     say = log or (lambda s: print(s, flush=True))
     out = Path(out).expanduser()
     if resume and overwrite:
@@ -175,10 +183,7 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
         raise BatchError(f"--temperature must be >= 0, got {temperature}")
     if not (math.isfinite(fov_degrees) and 0 < fov_degrees < 180):
         raise BatchError(f"--fov-degrees must be in (0, 180), got {fov_degrees}")
-    try:
-        thr_arg = _parse_threshold(threshold)
-    except argparse.ArgumentTypeError as e:
-        raise BatchError(str(e)) from None
+    thr_arg = parse_threshold(threshold)
     started, t_start = now(), time.perf_counter()
     items = collect_inputs(inputs, exclude=out)
 
@@ -200,12 +205,11 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
         dist.close()
 
 
-def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: str | float,
+def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: str | float,
           seed: int, device: str, resume: bool, overwrite: bool, save_samples: bool,
-          progress: bool, batch_size: int, out: Path, n_items: int, biomarkers: bool = True,
-          pixel_size: float | None = None, fov_degrees: float = 45.0) -> Any:
+          progress: bool, batch_size: int, out: Path, n_items: int, biomarkers: bool,
+          pixel_size: float | None, fov_degrees: float) -> BatchTask:
     """Load the model and describe the segment run to the batch runner."""
-    from vesselflow import __version__
     from vesselflow.batch.runner import BatchTask
     from vesselflow.runtime import pick_device
     from vesselflow.vessel.models import load_model
@@ -213,9 +217,11 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
         BIOMARKERS_FILE,
         OUTPUT_SUFFIXES,
         SAMPLES_SUFFIX,
+        analysis_parameters,
         output_names,
+        run_record,
     )
-    from vesselflow.vessel.review.verdict import Reference
+    from vesselflow.vessel.review.verdict import ReviewCalibration
 
     try:
         dev = pick_device(device)
@@ -229,33 +235,28 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
         raise BatchError(f"cannot load model {model!r}: {e}") from None
     threshold = loaded.threshold if thr_arg == "auto" else float(thr_arg)
     try:
-        reference = Reference.load(loaded.path)
+        calibration = ReviewCalibration.load(loaded.path)
     except ValueError as e:
         raise BatchError(f"model {model!r}: {e}") from None
     settings = _settings(loaded, samples, temperature, threshold, seed, save_samples,
                          biomarkers, pixel_size, fov_degrees)
-    meta = loaded.meta
-    record = {
-        "model": {"name": loaded.name, "path": str(loaded.path), "kind": loaded.config.kind,
-                  "version": meta.get("version", __version__), "sha256": loaded.sha256,
-                  "threshold": loaded.threshold, "config": loaded.config.to_dict(),
-                  "trained_step": meta.get("step")},
-        "parameters": {"samples": samples, "temperature": temperature, "threshold": thr_arg,
-                       "threshold_used": threshold, "seed": seed, "device": device,
-                       "batch_size": batch_size, "fov_degrees": fov_degrees,
-                       "save_samples": save_samples,
-                       "biomarkers": biomarkers, "pixel_size_um": pixel_size,
-                       "continue": resume, "overwrite": overwrite,
-                       "no_progress": not progress},
-        "seed": seed, "device": dev,
-    }
+    parameters = {**analysis_parameters(
+        samples=samples, temperature=temperature, seed=seed, batch_size=batch_size,
+        threshold=threshold, threshold_from="model" if thr_arg == "auto" else "given",
+        fov_degrees=fov_degrees),
+        "device": device, "save_samples": save_samples, "biomarkers": biomarkers,
+        "pixel_size_um": pixel_size, "continue": resume, "overwrite": overwrite,
+        "no_progress": not progress}
+    record = {**run_record(loaded, parameters, calibration=calibration,
+                           samples_written=samples if save_samples else None),
+              "seed": seed, "device": dev}
 
     def process(item: InputItem, out: Path, on_progress: Callable[[float], None]) -> dict:
         return segment_one(loaded, item, out, samples=samples, temperature=temperature,
                            threshold=threshold, seed=seed, batch_size=batch_size,
                            save_samples=save_samples, device=dev, on_progress=on_progress,
                            biomarkers=biomarkers, pixel_size=pixel_size,
-                           fov_degrees=fov_degrees, reference=reference)
+                           fov_degrees=fov_degrees, calibration=calibration)
 
     def finish(out: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
         flagged = [{"id": r["id"], "input": r["input"], "reasons": r["reasons"].split(";"),
@@ -263,8 +264,6 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
                    for r in rows if r.get("review") == "review"]
         review = {"review": {
             "flagged": len(flagged), "images": flagged,
-            "reference": None if reference is None else {
-                k: reference.meta.get(k) for k in ("n_maps", "n_good", "good_f1", "command")},
             "note": "review = some quality feature of the photo or the map is outside the "
                     "range of this model's good calibration maps "
                     "(vesselflow.vessel.review.verdict)"}}
@@ -272,13 +271,15 @@ def _task(dist: Any, *, model: str, samples: int, temperature: float, thr_arg: s
             return review
         from vesselflow.vessel.biomarkers import FACTORED_NOTE, RETINA_MM_45_DEG
         from vesselflow.vessel.outputs import write_biomarkers
+        from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DEGREES
 
+        span = RETINA_MM_45_DEG * fov_degrees / DRIVE_FOV_DEGREES
         return {**review, "biomarkers": {
             "file": BIOMARKERS_FILE, "images": write_biomarkers(out / BIOMARKERS_FILE, rows),
             "pixel_size_um": pixel_size,
             "scale": "measured at the analysis scale (DRIVE's FOV diameter); calibre in px "
                      "of the input image; um from --pixel-size, else from the FOV assuming a "
-                     f"45 degree field spans {RETINA_MM_45_DEG:g} mm across its diameter",
+                     f"{fov_degrees:g} degree field spans {span:.1f} mm across its diameter",
             "note": FACTORED_NOTE if loaded.config.kind == "factored" else ""}}
 
     shards = f" on {dist.world} processes" if dist.world > 1 else ""
