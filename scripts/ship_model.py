@@ -50,8 +50,8 @@ def main() -> None:
                     help="vesselflow evaluate output of these weights (adds test metrics)")
     ap.add_argument("--drive", type=Path, default=Path("../shared/data/DRIVE"))
     ap.add_argument("--no-quality", action="store_true",
-                    help="skip calibrating the review (vesselflow.vessel.review."
-                    "calibration: ~84 maps of DRIVE's training images, minutes)")
+                    help="skip calibrating the review (vesselflow.vessel.evaluation."
+                    "review_calibration: ~84 maps of DRIVE's training images, minutes)")
     ap.add_argument("--threshold-samples", type=int, default=None,
                     help="samples per validation image the a-priori threshold is chosen at "
                     "(default THRESHOLD_SAMPLES, the evaluation's 100); a threshold already "

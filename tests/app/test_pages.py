@@ -612,7 +612,7 @@ def test_download_files_are_at_the_original_size_with_run_json(tiny_models) -> N
     assert run["parameters"] == {"samples": 8, "temperature": 0.7, "seed": 3,
                                  "batch_size": config.BATCH_SIZE, "match_drive_scale": True,
                                  "threshold": 0.4, "threshold_from": "given",
-                                 "fov_degrees": 45.0}
+                                 "fov_degrees": 45.0, "analysis_scale": "auto"}
     assert run["image"] == {"name": "eye.jpg", "id": "eye", "sha256": "abc123", "height": 80,
                             "width": 100}
     assert {"vesselflow", "torch", "numpy", "python"} <= set(run["environment"])

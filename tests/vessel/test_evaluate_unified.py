@@ -33,7 +33,8 @@ def test_upscaled_drive_image_is_analysed_at_drive_scale_and_scored_at_full_size
                                         "img.png,lab.png,fov.png,lab2.png\n")
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", str(tiny_model), "--pairs", str(tmp_path / "pairs.csv"),
-                 "--samples", "2", "--out", str(out), "--device", "cpu"]) == 0
+                 "--samples", "2", "--out", str(out), "--device", "cpu",
+                 "--analysis-scale", "1"]) == 0  # scale 1: DRIVE's (auto would use the pixels)
     m = json.loads((out / "metrics.json").read_text())
     row = next(csv.DictReader((out / "per_image.csv").open()))
     fov = np.asarray(Image.open(tmp_path / "fov.png")) > 127

@@ -50,8 +50,14 @@ def test_narrow_field_vessels_are_not_enlarged_past_drive_size() -> None:
     assert narrow.scale * 1.5 <= TARGET_VESSEL_WIDTH + 1e-9
     assert narrow.scale == 1.0
     # vessels beyond the trained range at scale 1 are brought back into it
-    wide = choose_scale(AUTO, limit=4.2, trained_range=(0.75, 2.0), calibre_ratio=3.0)
-    assert wide.scale * 3.0 == pytest.approx(2.0)
+    wide = choose_scale(AUTO, limit=4.2, trained_range=(0.75, 2.0), calibre_ratio=2.4)
+    assert wide.scale * 2.4 == pytest.approx(2.0)
+    # ... but not below the trained range's bottom
+    assert choose_scale(AUTO, limit=4.2, trained_range=(0.75, 2.0),
+                        calibre_ratio=5.0).scale == pytest.approx(0.75)
+    # thin (or speckled) maps never push the scale past the trained range's top
+    assert choose_scale(AUTO, limit=4.2, trained_range=(0.75, 2.0),
+                        calibre_ratio=0.2).scale == pytest.approx(2.0)
 
 
 def test_parse_scale() -> None:
@@ -90,3 +96,48 @@ def test_narrow_field_view_is_the_central_disc_unresized() -> None:
     assert view.label.sum() <= view.fov.shape[1]  # the vessel keeps its 1 px width
     with pytest.raises(ValueError):
         narrow_field_view(image, label[:-1], fov)
+
+
+def test_auto_measures_vessels_only_on_a_photo_with_pixels_to_spare(monkeypatch) -> None:
+    """A DRIVE-sized photo takes no first pass; a 2x photo takes one, and a fixed scale none."""
+    from conftest import TINY_VESSEL
+
+    from vesselflow.vessel.analysis import pipeline
+    from vesselflow.vessel.data.synthetic import synthetic_fundus
+    from vesselflow.vessel.models import VesselConfig, build_model
+
+    calls = []
+    real = pipeline.sample_stats
+
+    def counting(model, x, **kw):
+        calls.append(np.asarray(x).shape[:2])
+        return real(model, x, **kw)
+
+    monkeypatch.setattr(pipeline, "sample_stats", counting)
+    model = build_model(VesselConfig(kind="factored", scale_range=(0.75, 2.0),
+                                     **TINY_VESSEL)).eval()
+    small = synthetic_fundus((300, 300), seed=1)
+    pipeline.segment_image(model, small["image"], n=1, fov=small["fov"], analysis_scale=AUTO)
+    assert len(calls) == 1  # enlarged to scale 1 as ever, one pass
+    big = synthetic_fundus((1200, 1200), seed=2)
+    calls.clear()
+    seg = pipeline.segment_image(model, big["image"], n=1, fov=big["fov"],
+                                 analysis_scale=AUTO)
+    assert len(calls) == 2 and seg.scale_choice is not None
+    assert 1.0 <= seg.scale_choice.scale <= TARGET_VESSEL_WIDTH
+    calls.clear()
+    seg = pipeline.segment_image(model, big["image"], n=1, fov=big["fov"], analysis_scale=2.0)
+    assert len(calls) == 1 and seg.scale_choice.scale == pytest.approx(2.0)
+    assert seg.scale_choice.note == ""
+
+
+def test_drive_main_calibre_constant(drive_dir) -> None:
+    """DRIVE_MAIN_CALIBRE_PX is what the tracings of DRIVE's training folder measure."""
+    from vesselflow.io.masks import read_mask
+    from vesselflow.vessel.analysis.scale_rule import DRIVE_MAIN_CALIBRE_PX
+    from vesselflow.vessel.data.drive import drive_records
+
+    calibres = [main_vessel_calibre(read_mask(r["label"]))
+                for split in ("train", "val") for r in drive_records(drive_dir, split)]
+    assert len(calibres) == 20
+    assert float(np.median(calibres)) == pytest.approx(DRIVE_MAIN_CALIBRE_PX, abs=0.1)

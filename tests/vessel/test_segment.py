@@ -208,7 +208,23 @@ def test_large_image_is_rescaled_and_mapped_back(models: dict[str, Path],
     for suffix in OUTPUT_SUFFIXES[1:]:
         assert Image.open(out / f"big{suffix}").size == (1800, 1200), suffix
     row = metrics(out)["big"]
-    assert 0.45 < float(row["scale_factor"]) < 0.52  # sampled at ~DRIVE's scale
+    # auto: the tiny model records no trained range (the paper's 0.8-1.2), so the photo's
+    # spare pixels are used up to 1.2x DRIVE's scale; metrics.csv records the scale
+    scale = float(row["analysis_scale"])
+    assert 1.0 <= scale <= 1.2 + 1e-6
+    assert 0.45 * scale < float(row["scale_factor"]) < 0.52 * scale
+    # a fixed scale 1 is DRIVE's scale, as before the analysis scale existed
+    out1 = tmp_path / "out1"
+    assert seg(tmp_path / "big.png", out1, models["cnf"], "--analysis-scale", "1") == 0
+    row1 = metrics(out1)["big"]
+    assert float(row1["analysis_scale"]) == 1.0 and 0.45 < float(row1["scale_factor"]) < 0.52
+    # a fixed 2 is clamped by the trained range
+    out2 = tmp_path / "out2"
+    assert seg(tmp_path / "big.png", out2, models["cnf"], "--analysis-scale", "2") == 0
+    assert float(metrics(out2)["big"]["analysis_scale"]) == pytest.approx(1.2)
+    with pytest.raises(SystemExit):  # argparse: a clear error, exit status 2
+        run("-i", tmp_path / "big.png", "-o", tmp_path / "bad", "--model", models["cnf"],
+            "--analysis-scale", "huge")
 
 
 # -------------------------------------------------------------------------- never lose work

@@ -30,6 +30,7 @@ from vesselflow.batch.inputs import file_id
 from vesselflow.io.encoders import zip_bytes
 from vesselflow.io.weights import LoadedModel
 from vesselflow.vessel.analysis import pipeline
+from vesselflow.vessel.analysis.scale_rule import SCALE_CHOICES, parse_scale
 from vesselflow.vessel.analysis.summary import ImageSummary, summarise
 from vesselflow.vessel.biomarkers import BiomarkerReport
 from vesselflow.vessel.models import VesselModel
@@ -43,6 +44,7 @@ class SamplingParams:
     temperature: float = 1.0
     seed: int = 0
     rescale: bool = True
+    analysis_scale: str = "auto"
 
 
 def sampling_controls() -> SamplingParams:
@@ -66,7 +68,16 @@ def sampling_controls() -> SamplingParams:
                                    "of DRIVE's (538 px), the scale the models were trained "
                                    "at. Results are mapped back to the original size for "
                                    "download. Recommended for photos from other cameras.")
-    return SamplingParams(int(n), float(temperature), int(seed), bool(rescale))
+        scale = st.selectbox("Analysis scale", SCALE_CHOICES, index=0, key="analysis_scale",
+                             disabled=not rescale,
+                             help="How large the photo is analysed, relative to its field "
+                                  "of view at DRIVE's diameter (1). auto uses the pixels a "
+                                  "large photo has, up to where its main vessels are 1.5x "
+                                  "as wide as DRIVE's and within the model's trained scale "
+                                  "range (a quick first pass measures them); small photos "
+                                  "stay at 1. A fixed scale is clamped by the photo's "
+                                  "pixels and the trained range.")
+    return SamplingParams(int(n), float(temperature), int(seed), bool(rescale), str(scale))
 
 
 Segmentation = pipeline.Segmentation
@@ -88,7 +99,7 @@ def segment_image(model: VesselModel, image: np.ndarray, params: SamplingParams,
         return pipeline.segment_image(
             model, image, n=params.n, temperature=params.temperature, seed=params.seed,
             batch_size=BATCH_SIZE, keep=keep, fov=fov, rescale=params.rescale, device=device,
-            callback=callback, name=name)
+            callback=callback, name=name, analysis_scale=parse_scale(params.analysis_scale))
     except pipeline.AnalysisError as exc:
         hint = (" (To analyse it as it is, turn off *Match DRIVE's scale* under Advanced in "
                 "the sidebar.)" if isinstance(exc, pipeline.EnlargementError) else "")
@@ -195,7 +206,8 @@ def run_record(loaded: LoadedModel, item: InputImage, result: Segmentation,
     parameters = analysis_parameters(
         samples=params.n, temperature=params.temperature, seed=params.seed,
         batch_size=BATCH_SIZE, threshold=summary.threshold,
-        threshold_from="given" if given else "model", rescale=params.rescale)
+        threshold_from="given" if given else "model", rescale=params.rescale,
+        analysis_scale=parse_scale(params.analysis_scale))
     kept = None if result.samples is None else min(ZIP_SAMPLES, len(result.samples))
     return {
         "tool": f"vesselflow {__version__} web app",

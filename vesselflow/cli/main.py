@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vesselflow import __version__
 from vesselflow.cli.loop_args import add_loop_arguments, loop_options
+from vesselflow.cli.segment import add_analysis_scale
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -104,6 +105,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-biomarkers", action="store_true",
                    help="skip the vessel-biomarker comparison with the tracing")
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or mps")
+    add_analysis_scale(p)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -119,7 +121,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         canvas = a.bpd_canvas if a.bpd_canvas is not None else (1024 if a.drive else 0)
         m = evaluate(a.model, cases, a.out, n_samples=a.samples, temperature=a.temperature,
                      seed=a.seed, device=pick_device(a.device), canvas=canvas or None,
-                     biomarkers=not a.no_biomarkers, n_bootstrap=a.bootstrap)
+                     biomarkers=not a.no_biomarkers, n_bootstrap=a.bootstrap,
+                     analysis_scale=a.analysis_scale)
     except (FileNotFoundError, ValueError) as e:
         print(f"vesselflow evaluate: error: {e}", file=sys.stderr)
         return 2

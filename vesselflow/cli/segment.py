@@ -48,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--fov-degrees", type=float, default=None,  # None: DRIVE's (the library's)
                    help="the camera's field of view in degrees (default 45, DRIVE's); images "
                    "are rescaled so a degree of retina spans as many pixels as in DRIVE")
+    add_analysis_scale(p)
     p.add_argument("--batch-size", type=int, default=8,
                    help="samples drawn at once (memory-bounded; default 8)")
     mode = p.add_mutually_exclusive_group()
@@ -68,6 +69,27 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def analysis_scale(text: str) -> str | float:
+    """argparse type of ``--analysis-scale``: ``auto`` or a number (the library checks it)."""
+    from vesselflow.vessel.analysis.scale_rule import parse_scale
+
+    try:
+        return parse_scale(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_analysis_scale(p: argparse.ArgumentParser) -> None:
+    """``--analysis-scale``, the same in segment and evaluate."""
+    p.add_argument("--analysis-scale", type=analysis_scale, default="auto",
+                   metavar="auto|1|1.5|2",
+                   help="how large the photo is analysed, relative to its FOV at DRIVE's "
+                   "diameter (1): auto (default) uses the pixels a large photo has, up to "
+                   "where its main vessels reach 1.5x DRIVE's width and within the model's "
+                   "trained scale range (a first pass measures them); a fixed scale is "
+                   "clamped by the photo's pixels and the trained range")
+
+
 def _cmd_segment(a: argparse.Namespace) -> int:
     """0: every image segmented; 1: some failed (the rest are written); 2: the run failed."""
     from vesselflow.batch.inputs import BatchError
@@ -79,7 +101,8 @@ def _cmd_segment(a: argparse.Namespace) -> int:
                                 device=a.device, resume=a.resume, overwrite=a.overwrite,
                                 save_samples=a.save_samples, progress=not a.no_progress,
                                 batch_size=a.batch_size, biomarkers=not a.no_biomarkers,
-                                pixel_size=a.pixel_size, fov_degrees=a.fov_degrees)
+                                pixel_size=a.pixel_size, fov_degrees=a.fov_degrees,
+                                analysis_scale=a.analysis_scale)
     except BatchError as e:
         print(f"vesselflow segment: error: {e}", file=sys.stderr)
         return 2

@@ -98,17 +98,20 @@ def write_biomarkers(path: Path, rows: list[dict[str, Any]]) -> int:
 # ------------------------------------------------------------------------------- run record
 def analysis_parameters(*, samples: int, temperature: float, seed: int, batch_size: int,
                         threshold: float, threshold_from: str, rescale: bool = True,
-                        fov_degrees: float | None = None) -> dict[str, Any]:
+                        fov_degrees: float | None = None,
+                        analysis_scale: str | float = 1.0) -> dict[str, Any]:
     """What decides an image's maps, as run.json records it (segment and the app alike).
 
     ``threshold_from``: "model" (the model's a-priori threshold) or "given" (the user's).
-    ``fov_degrees``: the camera's field of view; None is DRIVE's.
+    ``fov_degrees``: the camera's field of view; None is DRIVE's. ``analysis_scale``: "auto"
+    or the scale asked for (:mod:`vesselflow.vessel.analysis.scale_rule`).
     """
     from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DEGREES
 
     return {"samples": samples, "temperature": temperature, "seed": seed,
             "batch_size": batch_size, "threshold": float(threshold),
             "threshold_from": threshold_from, "match_drive_scale": rescale,
+            "analysis_scale": analysis_scale,
             "fov_degrees": DRIVE_FOV_DEGREES if fov_degrees is None else fov_degrees}
 
 
@@ -165,8 +168,10 @@ def run_record(loaded: LoadedModel, parameters: dict[str, Any], *,
     )
 
     degrees = parameters["fov_degrees"]
-    rescale = (f"image resized so the FOV diameter is {target_fov_diameter(degrees):.1f} px "
-               f"(DRIVE's {DRIVE_FOV_DIAMETER} px at {degrees:g} degrees), not resized within "
+    rescale = (f"image resized so the FOV diameter is the analysis scale times "
+               f"{target_fov_diameter(degrees):.1f} px (DRIVE's {DRIVE_FOV_DIAMETER} px at "
+               f"{degrees:g} degrees; scale {parameters.get('analysis_scale', 1.0)}: "
+               f"vesselflow.vessel.analysis.scale_rule), not resized within "
                f"{DEFAULT_TOLERANCE:.0%}" if parameters.get("match_drive_scale", True)
                else "none: analysed at the image's own size")
     record: dict[str, Any] = {

@@ -55,7 +55,8 @@ if TYPE_CHECKING:  # heavy: imported inside the functions, so --help stays fast
 
 STATE_DIR = ".vesselflow"
 METRIC_FIELDS = ("id", "input", "status", "review", "reasons", "vessel_density",
-                 "mean_uncertainty", "seconds", "height", "width", "scale_factor", "error")
+                 "mean_uncertainty", "seconds", "height", "width", "scale_factor",
+                 "analysis_scale", "error")
 
 
 def segment_one(loaded: LoadedModel, item: InputItem, out: Path, *, samples: int,
@@ -63,7 +64,8 @@ def segment_one(loaded: LoadedModel, item: InputItem, out: Path, *, samples: int
                 save_samples: bool, device: str, fov_degrees: float,
                 calibration: ReviewCalibration | None,
                 on_progress: Callable[[float], None] | None = None, biomarkers: bool = False,
-                pixel_size: float | None = None) -> dict[str, Any]:
+                pixel_size: float | None = None,
+                analysis_scale: str | float = 1.0) -> dict[str, Any]:
     """Segment one image and write its outputs; returns its metrics row.
 
     The row is the image's per-image summary (:meth:`vesselflow.vessel.analysis.summary.
@@ -90,7 +92,7 @@ def segment_one(loaded: LoadedModel, item: InputItem, out: Path, *, samples: int
                            batch_size=batch_size,
                            keep=samples if save_samples or biomarkers else 0, device=device,
                            name=str(item.path), image_id=item.id, fov_degrees=fov_degrees,
-                           callback=callback)
+                           callback=callback, analysis_scale=analysis_scale)
     summary = summarise(result, threshold, calibration)
     write_outputs(out, item.id, image, result, threshold, save_samples=save_samples)
     row = {"status": "ok", **summary.row()}
@@ -110,20 +112,22 @@ def segment_one(loaded: LoadedModel, item: InputItem, out: Path, *, samples: int
 
 def _settings(loaded: LoadedModel, samples: int, temperature: float, threshold: float,
               seed: int, save_samples: bool, biomarkers: bool, pixel_size: float | None,
-              fov_degrees: float) -> dict[str, Any]:
+              fov_degrees: float, analysis_scale: str | float) -> dict[str, Any]:
     """What decides an image's outputs: a --continue must use the same."""
     from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DEGREES
 
     settings = {"model_sha256": loaded.sha256, "samples": samples, "temperature": temperature,
                 "threshold": threshold, "seed": seed, "save_samples": save_samples,
-                "biomarkers": biomarkers, "pixel_size_um": pixel_size}
+                "biomarkers": biomarkers, "pixel_size_um": pixel_size,
+                "analysis_scale": str(analysis_scale)}
     if fov_degrees != DRIVE_FOV_DEGREES:  # only when set: earlier runs (no key) still continue
         settings["fov_degrees"] = fov_degrees
     return settings
 
 
-# Runs from before biomarkers existed made none: they resume with --no-biomarkers.
-SETTINGS_BEFORE_BIOMARKERS = {"biomarkers": False, "pixel_size_um": None}
+# Settings of runs from before they existed: runs from before biomarkers made none (they
+# resume with --no-biomarkers); runs from before the analysis scale analysed at scale 1.
+SETTINGS_BEFORE = {"biomarkers": False, "pixel_size_um": None, "analysis_scale": "1.0"}
 
 
 def parse_threshold(text: str | float) -> str | float:
@@ -146,12 +150,15 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
                    progress: bool = True, batch_size: int = 8, biomarkers: bool = True,
                    pixel_size: float | None = None,
                    log: Callable[[str], None] | None = None,
-                   fov_degrees: float | None = None) -> dict[str, Any]:
+                   fov_degrees: float | None = None,
+                   analysis_scale: str | float = "auto") -> dict[str, Any]:
     """Segment every input image into ``out``; the Python form of ``vesselflow segment``.
 
     ``fov_degrees``: the camera's field of view (None: DRIVE's,
     :data:`vesselflow.vessel.preprocess.scale.DRIVE_FOV_DEGREES`), folded into the rescale to
     DRIVE's scale (:func:`vesselflow.vessel.preprocess.scale.target_fov_diameter`).
+    ``analysis_scale``: ``"auto"`` (default) or a fixed scale relative to that
+    (:mod:`vesselflow.vessel.analysis.scale_rule`); each image's is in metrics.csv.
 
     Failed images are recorded (run.json, metrics.csv) and the batch goes on. Under torchrun
     (RANK/WORLD_SIZE set) each rank segments its share and rank 0 writes the merged run files.
@@ -184,6 +191,12 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
     if not (math.isfinite(fov_degrees) and 0 < fov_degrees < 180):
         raise BatchError(f"--fov-degrees must be in (0, 180), got {fov_degrees}")
     thr_arg = parse_threshold(threshold)
+    from vesselflow.vessel.analysis.scale_rule import parse_scale
+
+    try:
+        analysis_scale = parse_scale(analysis_scale)
+    except ValueError as e:
+        raise BatchError(f"--analysis-scale: {e}") from None
     started, t_start = now(), time.perf_counter()
     items = collect_inputs(inputs, exclude=out)
 
@@ -195,7 +208,7 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
                          overwrite=overwrite, save_samples=save_samples, progress=progress,
                          batch_size=batch_size, out=out, n_items=len(items),
                          biomarkers=biomarkers, pixel_size=pixel_size,
-                         fov_degrees=fov_degrees)
+                         fov_degrees=fov_degrees, analysis_scale=analysis_scale)
             from vesselflow.batch.runner import run_batch
 
             return run_batch(task, dist, items, inputs, out, resume=resume,
@@ -208,7 +221,8 @@ def segment_inputs(inputs: str | Path, out: str | Path, *, model: str = "cnf-dri
 def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: str | float,
           seed: int, device: str, resume: bool, overwrite: bool, save_samples: bool,
           progress: bool, batch_size: int, out: Path, n_items: int, biomarkers: bool,
-          pixel_size: float | None, fov_degrees: float) -> BatchTask:
+          pixel_size: float | None, fov_degrees: float,
+          analysis_scale: str | float) -> BatchTask:
     """Load the model and describe the segment run to the batch runner."""
     from vesselflow.batch.runner import BatchTask
     from vesselflow.runtime import pick_device
@@ -239,11 +253,11 @@ def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: 
     except ValueError as e:
         raise BatchError(f"model {model!r}: {e}") from None
     settings = _settings(loaded, samples, temperature, threshold, seed, save_samples,
-                         biomarkers, pixel_size, fov_degrees)
+                         biomarkers, pixel_size, fov_degrees, analysis_scale)
     parameters = {**analysis_parameters(
         samples=samples, temperature=temperature, seed=seed, batch_size=batch_size,
         threshold=threshold, threshold_from="model" if thr_arg == "auto" else "given",
-        fov_degrees=fov_degrees),
+        fov_degrees=fov_degrees, analysis_scale=analysis_scale),
         "device": device, "save_samples": save_samples, "biomarkers": biomarkers,
         "pixel_size_um": pixel_size, "continue": resume, "overwrite": overwrite,
         "no_progress": not progress}
@@ -256,7 +270,8 @@ def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: 
                            threshold=threshold, seed=seed, batch_size=batch_size,
                            save_samples=save_samples, device=dev, on_progress=on_progress,
                            biomarkers=biomarkers, pixel_size=pixel_size,
-                           fov_degrees=fov_degrees, calibration=calibration)
+                           fov_degrees=fov_degrees, calibration=calibration,
+                           analysis_scale=analysis_scale)
 
     def finish(out: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
         flagged = [{"id": r["id"], "input": r["input"], "reasons": r["reasons"].split(";"),
@@ -289,7 +304,7 @@ def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: 
         output_names=lambda i: output_names(i, save_samples),
         all_output_names=lambda i: output_names(i, True), process=process,
         settings=settings, record=record, run_files=(BIOMARKERS_FILE,),
-        settings_defaults=SETTINGS_BEFORE_BIOMARKERS, finish=finish, summary=review_summary,
+        settings_defaults=SETTINGS_BEFORE, finish=finish, summary=review_summary,
         outputs=[s.lstrip("_") for s in OUTPUT_SUFFIXES]
         + ([SAMPLES_SUFFIX.lstrip("_")] if save_samples else []),
         start_line=f"segment: {n_items} image(s){shards} with {loaded.name} "

@@ -204,11 +204,16 @@ def body() -> None:
         st.metric("Samples", f"{result.n}", f"in {result.seconds:.1f} s", delta_color="off",
                   delta_arrow="off", border=True,
                   help=f"Temperature {params.temperature:g}, seed {params.seed}.")
-        st.metric("Analysis scale", f"×{summary.scale_factor:.2f}",
-                  f"FOV {summary.fov_diameter:.0f} px wide ({summary.fov_source})",
+        scale = ("as uploaded" if summary.analysis_scale is None
+                 else f"{summary.analysis_scale:.2f}")
+        st.metric("Analysis scale", scale,
+                  f"resized ×{summary.scale_factor:.2f}; FOV {summary.fov_diameter:.0f} px "
+                  f"wide ({summary.fov_source})",
                   delta_color="off", delta_arrow="off", border=True,
-                  help="Resize factor that gave the field of view DRIVE's diameter (538 px); "
-                       "downloads are at the original size.")
+                  help="1 = the field of view at DRIVE's diameter (538 px for a 45 degree "
+                       "camera); larger scales use more of a high-resolution photo's pixels. "
+                       "Downloads are at the original size. "
+                       + (summary.scale_note or ""))
 
     if result.samples is not None and len(result.samples):
         st.subheader("Individual samples")

@@ -23,6 +23,7 @@ import numpy as np
 
 from vesselflow.batch.inputs import image_seed
 from vesselflow.vessel.analysis.sampler import sample_stats, vessel_mask
+from vesselflow.vessel.analysis.scale_rule import ScaleChoice
 from vesselflow.vessel.models import VesselModel
 from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DEGREES, ScaleInfo
 
@@ -76,6 +77,8 @@ class Segmentation:
         original_fov: (H, W) bool field of view at the input's size.
         image_id: the id the seed derives from; seed: the sampler's seed (None: unseeded).
         fov_degrees: the camera's field of view the rescale assumed.
+        scale_choice: the analysis scale and why (:mod:`vesselflow.vessel.analysis.
+            scale_rule`); None when the image was analysed as it is (``rescale=False``).
     """
 
     image: np.ndarray
@@ -92,6 +95,7 @@ class Segmentation:
     image_id: str = "image"
     seed: int | None = None
     fov_degrees: float = DRIVE_FOV_DEGREES
+    scale_choice: ScaleChoice | None = None
 
     def mask(self, threshold: float) -> np.ndarray:
         """Binary vessel mask at the analysis scale: mean >= threshold, inside the FOV."""
@@ -123,7 +127,8 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
                   device: str = "cpu", name: str = "image", image_id: str | None = None,
                   callback: Callable[[int, np.ndarray], None] | None = None,
                   fov_degrees: float = DRIVE_FOV_DEGREES,
-                  input_norm: str | None = None) -> Segmentation:
+                  input_norm: str | None = None,
+                  analysis_scale: str | float = 1.0) -> Segmentation:
     """Detect the FOV (unless given), bring the image to DRIVE's scale, sample, summarise.
 
     The one analysis path of ``vesselflow segment``, ``vesselflow evaluate`` and the app.
@@ -138,6 +143,10 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
     retina spans as many pixels as in DRIVE. ``input_norm``: "none" or "fov-standardise"
     (:mod:`vesselflow.vessel.preprocess.normalise`), applied to the rescaled image inside its
     FOV; None (default) uses the model's own (``config.input_norm``), what it was trained with.
+    ``analysis_scale``: ``"auto"`` or a scale relative to the FOV at DRIVE's diameter (1, the
+    default; :mod:`vesselflow.vessel.analysis.scale_rule`): ``auto`` measures the main vessels
+    in a first pass at scale 1 when the photo has pixels to spare; a fixed scale is clamped by
+    the photo's pixels and the model's trained scale range.
 
     Raises:
         AnalysisError: naming ``name``, for an empty FOV or a rescale beyond
@@ -162,10 +171,16 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
             f"{name}: the {fov_source} field of view is only {diameter:.0f} px across "
             f"(image {fov.shape[1]}x{fov.shape[0]}); at least {MIN_FOV_DIAMETER} px are needed "
             f"to see vessels. Is this a fundus photograph, at its full resolution?")
+    if input_norm is None:
+        input_norm = getattr(model.config, "input_norm", "none")
+    sampler_seed = None if seed is None else image_seed(seed, image_id)
+    choice = None
     if rescale:
         # Checked before resizing: a tiny FOV must not blow the image up in memory.
         h, w = fov.shape
-        target = target_fov_diameter(fov_degrees)
+        choice = _choose_scale(model, image, fov, diameter, analysis_scale, fov_degrees,
+                               input_norm, sampler_seed, batch_size, device)
+        target = target_fov_diameter(fov_degrees) * choice.scale
         factor = target / diameter
         if h * w * factor**2 > MAX_ANALYSIS_PIXELS:
             raise EnlargementError(
@@ -177,15 +192,39 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
     else:
         shape = tuple(fov.shape)
         x, fov_x, info = image, fov, ScaleInfo(shape, shape, 1.0, diameter)
-    if input_norm is None:
-        input_norm = getattr(model.config, "input_norm", "none")
     features = input_features(x, fov_x)  # on the photo as taken, before the normalisation
     x = apply_input_norm(x, fov_x, input_norm)
-    sampler_seed = None if seed is None else image_seed(seed, image_id)
     t0 = time.perf_counter()
     stats = sample_stats(model, x, n=n, temperature=temperature, batch_size=batch_size,
                          seed=sampler_seed, keep=keep, device=device, callback=callback)
     return Segmentation(np.asarray(x, dtype=np.float32), fov_x, stats.mean, stats.std,
                         stats.samples, stats.n, info, fov_source,
                         round(time.perf_counter() - t0, 2), features, fov, image_id,
-                        sampler_seed, float(fov_degrees))
+                        sampler_seed, float(fov_degrees), choice)
+
+
+def _choose_scale(model: VesselModel, image: np.ndarray, fov: np.ndarray, diameter: float,
+                  requested: str | float, fov_degrees: float, input_norm: str,
+                  seed: int | None, batch_size: int, device: str) -> ScaleChoice:
+    """The analysis scale of one photo (:func:`~vesselflow.vessel.analysis.scale_rule.
+    choose_scale`); ``auto`` on a photo with pixels to spare first samples it at scale 1 to
+    measure its main vessels against DRIVE's."""
+    from vesselflow.vessel.analysis import scale_rule as rule
+    from vesselflow.vessel.preprocess.normalise import apply_input_norm
+    from vesselflow.vessel.preprocess.scale import rescale_to_drive, target_fov_diameter
+
+    target = target_fov_diameter(fov_degrees)
+    limit = rule.pixel_limit(diameter, target)
+    trained = rule.trained_range(model.config)
+    ratio = None
+    if rule.needs_first_pass(requested, limit):
+        x1, fov1, _ = rescale_to_drive(image, fov, target_diameter=target)
+        stats = sample_stats(model, apply_input_norm(x1, fov1, input_norm),
+                             n=rule.FIRST_PASS_SAMPLES, seed=seed, device=device,
+                             batch_size=min(batch_size, rule.FIRST_PASS_SAMPLES))
+        calibre = rule.main_vessel_calibre(vessel_mask(stats.mean, fov1,
+                                                       rule.FIRST_PASS_THRESHOLD))
+        if calibre is not None:
+            ratio = calibre / rule.drive_calibre(model.config)
+    return rule.choose_scale(requested, limit=limit, trained_range=trained,
+                             calibre_ratio=ratio)

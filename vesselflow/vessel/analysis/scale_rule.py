@@ -15,8 +15,8 @@ vessels past the widths the model learned. So ``auto`` judges by the vessels the
    (:func:`main_vessel_calibre`) and its ratio to the same measure on DRIVE's images at
    scale 1 (stored with the model, else :data:`DRIVE_MAIN_CALIBRE_PX`);
 3. the scale is the one that brings the main vessels to :data:`TARGET_VESSEL_WIDTH` times
-   DRIVE's, within the pixel limit, and never below scale 1 unless the vessels at scale 1 are
-   already wider than the model's trained range.
+   DRIVE's, within the pixel limit and the model's trained scale range, and never below
+   scale 1 unless the vessels at scale 1 are already wider than the trained range allows.
 
 A fixed scale (``1``, ``1.5``, ``2``) skips the first pass and is clamped by the photo's pixels
 and the model's trained scale range, with a note saying so.
@@ -44,8 +44,10 @@ FIRST_PASS_THRESHOLD = 0.5
 CALIBRE_PERCENTILE = 90.0
 """The main vessels: this percentile of the widths along the mask's skeleton."""
 
-DRIVE_MAIN_CALIBRE_PX = 7.0
-"""Main-vessel calibre (px) of DRIVE at scale 1 when the model stores none of its own."""
+DRIVE_MAIN_CALIBRE_PX = 6.0
+"""DRIVE's main-vessel calibre (px) at scale 1: :func:`main_vessel_calibre` of the first
+observer's tracings of the 20 training-folder images, median over images (5.99; a test
+recomputes it)."""
 
 DEFAULT_TRAINED_RANGE = (0.8, 1.2)
 """The paper's scale augmentation: the trained range of a model that records none."""
@@ -132,6 +134,18 @@ class ScaleChoice:
                 else round(self.calibre_ratio, 4), "note": self.note}
 
 
+def trained_range(config: object) -> tuple[float, float]:
+    """The scale range a model was trained on (``VesselConfig.scale_range``), else the
+    paper's augmentation range."""
+    rng = getattr(config, "scale_range", None)
+    return (float(rng[0]), float(rng[1])) if rng else DEFAULT_TRAINED_RANGE
+
+
+def drive_calibre(config: object) -> float:
+    """DRIVE's main-vessel calibre at scale 1, the ruler ``auto`` compares a photo's with."""
+    return DRIVE_MAIN_CALIBRE_PX
+
+
 def pixel_limit(fov_diameter: float, target_diameter: float) -> float:
     """The largest analysis scale a photo's own pixels support: its FOV diameter over scale
     1's target diameter, and never below 1 (a small photo is enlarged to scale 1, as ever)."""
@@ -150,8 +164,9 @@ def choose_scale(requested: str | float, *, limit: float,
     """The analysis scale for a photo whose pixels allow up to ``limit``.
 
     ``auto``: ``target_width / calibre_ratio`` (the main vessels at ``target_width`` times
-    DRIVE's), at most ``limit`` and the trained range's top over the ratio, at least 1 unless
-    the vessels at scale 1 already exceed the trained range (then brought to its top). Without
+    DRIVE's), at most ``limit`` and the trained range's top, at least 1 unless the vessels at
+    scale 1 already exceed the trained range (then brought to its top, but not below its
+    bottom). Without
     a ratio (no first pass: a small photo, or a map with too few vessels to measure) it is
     DRIVE's (1). A fixed scale is clamped to ``limit`` and to the trained range's top.
     """
@@ -161,8 +176,10 @@ def choose_scale(requested: str | float, *, limit: float,
         if limit <= 1 + TOLERANCE and ratio * 1.0 <= hi:
             return ScaleChoice(AUTO, 1.0, limit, (lo, hi), calibre_ratio)
         wanted = min(target_width, hi) / ratio
-        floor = min(1.0, hi / ratio)  # below scale 1 only to bring vessels into the range
-        scale = max(min(wanted, limit), floor)
+        # never past the photo's pixels nor the largest scale the model was trained at; below
+        # scale 1 only to bring vessels wider than the trained range back into it
+        floor = min(1.0, max(lo, hi / ratio))
+        scale = max(min(wanted, limit, hi), floor)
         return ScaleChoice(AUTO, 1.0 if abs(scale - 1) <= TOLERANCE else scale, limit,
                            (lo, hi), calibre_ratio)
     asked = float(requested)

@@ -36,6 +36,8 @@ class ImageSummary:
         fov_diameter: the FOV's diameter in input pixels; fov_source: "given" or "detected".
         original_size, analysis_size: (H, W) of the input and of the analysis.
         samples: samples the maps are over; seed: the sampler's seed (None: unseeded).
+        analysis_scale: the analysis scale used (1 = FOV at DRIVE's diameter; None: the image
+            as it is); scale_note: why it differs from the one asked for ("" if it does not).
         sampling_seconds: the sampling time.
         mask: (h, w) bool the mask at the analysis scale; skeleton: (h, w) bool its skeleton.
     """
@@ -54,6 +56,8 @@ class ImageSummary:
     sampling_seconds: float
     mask: np.ndarray
     skeleton: np.ndarray
+    analysis_scale: float | None = None
+    scale_note: str = ""
 
     def row(self) -> dict[str, Any]:
         """The image's columns of segment's ``metrics.csv`` (and its ``--continue`` marker)."""
@@ -63,6 +67,8 @@ class ImageSummary:
                 "mean_uncertainty": self.mean_uncertainty,
                 "height": self.original_size[0], "width": self.original_size[1],
                 "scale_factor": round(self.scale_factor, 4),
+                "analysis_scale": None if self.analysis_scale is None
+                else round(self.analysis_scale, 4),
                 "fov_diameter": round(self.fov_diameter, 1), "seed": self.seed,
                 "samples": self.samples, "sampling_seconds": round(self.sampling_seconds, 3)}
 
@@ -75,7 +81,8 @@ class ImageSummary:
                 "reasons": [f.code for f in self.verdict.findings],
                 "review_messages": self.verdict.sentences(),
                 "review_features": {k: round(v, 6) for k, v in self.verdict.features.items()},
-                "scale_factor": self.scale_factor, "fov_diameter_px": self.fov_diameter,
+                "scale_factor": self.scale_factor, "analysis_scale": self.analysis_scale,
+                "scale_note": self.scale_note, "fov_diameter_px": self.fov_diameter,
                 "fov_source": self.fov_source, "original_size": list(self.original_size),
                 "analysis_size": list(self.analysis_size), "samples": self.samples,
                 "seed": self.seed, "sampling_seconds": self.sampling_seconds}
@@ -104,4 +111,6 @@ def summarise(seg: Segmentation, threshold: float,
         fov_diameter=info.fov_diameter, fov_source=seg.fov_source,
         original_size=tuple(info.original_shape), analysis_size=tuple(info.scaled_shape),
         samples=seg.n, seed=seg.seed, sampling_seconds=seg.seconds, mask=mask,
-        skeleton=skeleton)
+        skeleton=skeleton,
+        analysis_scale=None if seg.scale_choice is None else seg.scale_choice.scale,
+        scale_note="" if seg.scale_choice is None else seg.scale_choice.note)

@@ -119,7 +119,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
              temperature: float = 1.0, seed: int = 0, device: str = "cpu",
              batch_size: int = 8, figures_for: int = 3, progress: bool = True,
              canvas: int | None = None, biomarkers: bool = True,
-             n_bootstrap: int = 1000) -> dict[str, Any]:
+             n_bootstrap: int = 1000, analysis_scale: str | float = "auto") -> dict[str, Any]:
     """Evaluate a model on labelled cases; writes metrics.json, per_image.csv, figures/.
 
     Each image is analysed as ``vesselflow segment`` and the app do
@@ -139,6 +139,8 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     sampled, and its bound draws its dequantization noise, with the per-image seed of
     ``seed`` and its id (:mod:`vesselflow.vessel.analysis.pipeline`, as ``vesselflow
     segment``), so an image gets the same maps here as there, and bpd is reproducible.
+    ``analysis_scale``: as ``vesselflow segment``'s (:mod:`vesselflow.vessel.analysis.
+    scale_rule`; DRIVE's own images have no pixels to spare and stay at scale 1).
     ``ci95`` holds 95% bootstrap intervals over images (``n_bootstrap`` resamples, seeded by
     ``seed``; :mod:`.bootstrap` says how the pooled metrics are recomputed); 0 skips them.
     """
@@ -165,7 +167,8 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
         t = time.time()
         seg = segment_image(loaded.model, case.image, n=n_samples, temperature=temperature,
                             batch_size=batch_size, seed=seed, keep=n_samples,
-                            fov=case.fov, device=device, name=case.id)
+                            fov=case.fov, device=device, name=case.id,
+                            analysis_scale=analysis_scale)
         summary = summarise(seg, loaded.threshold, calibration)
         maps = seg.at_original_size(loaded.threshold)  # scored at the image's own size
         label_x = bm.analysis_label(case.label, seg.scale)  # bpd at the analysis scale
@@ -208,6 +211,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                "fov_detected": case.fov_detected, "height": case.label.shape[0],
                "width": case.label.shape[1], "fov_pixels": sc["n_pixels"],
                "scale_factor": round(summary.scale_factor, 4),
+               "analysis_scale": summary.analysis_scale,
                "analysis_shape": "x".join(map(str, summary.analysis_size)),
                "review": summary.verdict.status, "reasons": summary.verdict.codes,
                "seconds": round(time.time() - t, 2)}
@@ -270,6 +274,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                     "mean_uncertainty and review at the analysis scale; each image seeded "
                     "with the run seed and its id, as vesselflow segment",
         "scale_factors": {r["id"]: r["scale_factor"] for r in rows},
+        "analysis_scale": analysis_scale,
         "seconds": round(time.time() - t0, 1), "environment": environment(),
     }
     if bio_records:

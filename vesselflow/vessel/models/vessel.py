@@ -38,6 +38,9 @@ class VesselConfig:
         deq_steps, deq_hidden, deq_width: the dequantizer's single-scale flow and context net.
         beta: factored model's weight of the background class; vessels get 1 - beta (the
             paper's beta = 0.9 on the vessel term is ``beta=0.1`` here).
+        scale_range: the (lo, hi) range of the random isotropic scale it was trained with
+            (``vesselflow train --scale-range``): the analysis scales it has seen
+            (:mod:`vesselflow.vessel.analysis.scale_rule`); None: not recorded (the paper's).
         likelihood: factored model only: "weighted" (the paper's weighted Bernoulli, with
             its normaliser) or "bernoulli" (plain, unweighted Bernoulli; ``beta`` unused).
     """
@@ -54,6 +57,7 @@ class VesselConfig:
     likelihood: str = "weighted"
     conditioning: str = "vgg"
     input_norm: str = "none"
+    scale_range: tuple[float, float] | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> VesselConfig:
@@ -61,8 +65,9 @@ class VesselConfig:
         if unknown:
             raise ValueError(f"unknown vessel config keys: {sorted(unknown)}")
         d = dict(d)
-        if isinstance(d.get("hidden"), list):
-            d["hidden"] = tuple(d["hidden"])
+        for key in ("hidden", "scale_range"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
         return cls(**d)
 
     def to_dict(self) -> dict:

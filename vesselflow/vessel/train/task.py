@@ -52,7 +52,8 @@ class VesselTask:
                              f"{', '.join(TRAIN_PRESETS)}")
         preset = TRAIN_PRESETS[self.opts.model]
         self.model_config = VesselConfig.from_dict(
-            {**VesselConfig().to_dict(), **self.opts.model_overrides, **preset})
+            {**VesselConfig().to_dict(), **self.opts.model_overrides, **preset,
+             "scale_range": tuple(float(v) for v in self.opts.scale)})
         return self.model_config
 
     def build(self, config: VesselConfig) -> torch.nn.Module:
