@@ -34,8 +34,13 @@ def test_train_writes_a_run_and_resumes(drive_dir: Path, tmp_path: Path) -> None
     for f in ("config.json", "metrics.jsonl", "summary.json", "last/model.safetensors",
               "last/optimizer.pt", "best/model.safetensors", "best/config.json"):
         assert (run / f).exists(), f
-    meta = json.loads((run / "best" / "config.json").read_text())["meta"]
+    best = json.loads((run / "best" / "config.json").read_text())
+    meta = best["meta"]
     assert "threshold" in meta and meta["sha256"]
+    # the trained scale range travels with the model (the analysis scale is clamped by it)
+    assert best["model"]["scale_range"] == [0.8, 1.2]
+    # the command is recorded as the CLI, never with the machine's path to the interpreter
+    assert json.loads((run / "config.json").read_text())["command"].split()[0] == "vesselflow"
     with pytest.raises(FileExistsError, match="--resume"):
         train(_opts(drive_dir, run, model="factored"))
     summary = train(_opts(drive_dir, run, model="factored", steps=6, resume=True))

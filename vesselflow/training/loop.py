@@ -139,7 +139,7 @@ def fit(opts: LoopOptions, task: TrainTask) -> dict[str, Any]:
             elapsed_before = state.get("elapsed", 0.0)
             say(f"resumed {run} at step {step} (best validation bpd {best:.4f})")
     if is_main:
-        command = shlex.join(sys.argv)
+        command = shlex.join(["vesselflow", *sys.argv[1:]])  # the CLI, never a machine path
         # Every invocation that trained this run, so a resumed run's provenance is complete.
         history = saved.get("history") or ([{"command": saved["command"], "from_step": 0}]
                                            if saved.get("command") else [])
