@@ -20,8 +20,8 @@ EMPTY_FRACTION = 0.005
 
 def analyse(loaded: LoadedModel, image: np.ndarray, label: np.ndarray, fov_true: np.ndarray,
             *, samples: int, seed: int, input_norm: str | None = None, name: str = "image",
-            calibration: ReviewCalibration | None = None
-            ) -> tuple[dict[str, Any], np.ndarray]:
+            calibration: ReviewCalibration | None = None, analysis_scale: str | float = 1.0,
+            half_size: bool = False) -> tuple[dict[str, Any], np.ndarray]:
     """Segment ``image`` on segment's path, score it inside ``fov_true`` at its own size.
 
     ``seed`` is the run seed and ``name`` the image's id: the image is sampled with their
@@ -30,6 +30,12 @@ def analyse(loaded: LoadedModel, image: np.ndarray, label: np.ndarray, fov_true:
     (:meth:`~vesselflow.vessel.analysis.pipeline.Segmentation.at_original_size`), and the
     mask is segment's ``_mask.png``. The record also carries the review features of the
     per-image summary (``quality``) and, with a ``calibration``, the verdict.
+    ``analysis_scale``: as segment's ``--analysis-scale`` (the record names the scale used).
+
+    With ``half_size`` the record also holds ``half``: the same scores with the probability
+    map, the tracing and both FOVs averaged over 2x2 blocks (tracing and FOVs then >= 0.5, the
+    mask the averaged map >= the threshold inside the averaged detected FOV), the scale the
+    field's cross-dataset tables score HRF at, and its histogram (``half_hist``).
 
     Returns:
         (record, 4097-level probability histogram inside ``fov_true`` for pooled curves).
@@ -40,7 +46,7 @@ def analyse(loaded: LoadedModel, image: np.ndarray, label: np.ndarray, fov_true:
 
     t0 = time.perf_counter()
     res = segment_image(loaded.model, image, n=samples, seed=seed, name=name,
-                        input_norm=input_norm)
+                        input_norm=input_norm, analysis_scale=analysis_scale)
     maps = res.at_original_size(loaded.threshold, samples=False)
     truth, pred = label[fov_true], maps.mask[fov_true]
     s = binary_scores(pred, truth)
@@ -50,9 +56,26 @@ def analyse(loaded: LoadedModel, image: np.ndarray, label: np.ndarray, fov_true:
            "tp": int(np.sum(pred & truth)), "fp": int(np.sum(pred & ~truth)),
            "fn": int(np.sum(~pred & truth)), "fov_pixels": n_fov,
            "mask_fraction": float(pred.sum() / n_fov), "scale_factor": round(res.scale.factor, 4),
+           "analysis_scale": None if res.scale_choice is None else res.scale_choice.scale,
            "quality": verdict.features,
            "seconds": round(time.perf_counter() - t0, 2)}
     if calibration is not None:
         rec["review"], rec["reasons"] = verdict.status, verdict.codes
     rec["empty"] = rec["mask_fraction"] < EMPTY_FRACTION
+    if half_size:
+        prob_h, truth_h = _half(maps.mean), _half(label) >= 0.5
+        fov_h, det_h = _half(fov_true) >= 0.5, _half(maps.fov) >= 0.5
+        pred_h = (prob_h >= loaded.threshold) & det_h
+        t, pr = truth_h[fov_h], pred_h[fov_h]
+        rec["half"] = {"tp": int(np.sum(pr & t)), "fp": int(np.sum(pr & ~t)),
+                       "fn": int(np.sum(~pr & t)), "f1": binary_scores(pr, t)["f1"]}
+        rec["half_hist"] = prob_histogram(prob_h[fov_h], t).tolist()
     return rec, prob_histogram(maps.mean[fov_true], truth)
+
+
+def _half(a: np.ndarray) -> np.ndarray:
+    """(H, W) -> (H // 2, W // 2) float32: the mean of each 2x2 block (a trailing odd row or
+    column is dropped)."""
+    h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
+    b = np.asarray(a[:h, :w], np.float32)
+    return b.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
