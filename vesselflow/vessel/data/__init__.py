@@ -11,9 +11,9 @@ Modules (import the one you need; names below are also re-exported lazily from h
 * :mod:`.drive` - DRIVE splits, records, MONAI loading, :class:`DriveDataset`;
 * :mod:`.prepare` - :func:`verify_drive`, :func:`prepare_drive`;
 * :mod:`.augment` - :class:`TrainAugment` (paper's random affine + patch crop, warping only
-  the patch's source window, :mod:`.warp`); :mod:`.augment_reference` - the whole-image
-  reference it is tested against;
-* :mod:`.padding` - :func:`pad_to_multiple`, :func:`crop_padding`;
+  the patch's source window, :mod:`.warp`); :mod:`.augment_whole_image` - the whole-image
+  path it is tested against;
+* :mod:`vesselflow.vessel.preprocess.padding` - :func:`pad_to_multiple`, :func:`crop_padding`;
 * :mod:`vesselflow.vessel.preprocess.fov` - :func:`detect_fov`, :func:`fov_diameter`;
 * :mod:`vesselflow.vessel.preprocess.scale` - :data:`DRIVE_FOV_DIAMETER`,
   :func:`rescale_to_drive`, :func:`restore_size`;

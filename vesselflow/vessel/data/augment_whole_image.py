@@ -1,4 +1,4 @@
-"""The original whole-image augmentation path, kept as the reference the fast one must match.
+"""The original whole-image augmentation path, kept as the oracle the fast one must match.
 
 :class:`WholeImageTrainAugment` is :class:`~vesselflow.vessel.data.augment.TrainAugment` with its
 geometry done as before the patch-region warp: ``albumentations.Affine`` on the whole

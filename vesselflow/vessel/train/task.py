@@ -35,7 +35,7 @@ class TrainOptions(LoopOptions):
 class VesselTask:
     """DRIVE patches, :mod:`vesselflow.vessel.models` and validation on the fixed DRIVE split."""
 
-    # The augmentation class; benchmarks/bench_train.py swaps in the reference (whole-image)
+    # The augmentation class; benchmarks/bench_train.py swaps in the whole-image
     # implementation to measure "before".
     augment_class: type | None = None
 
