@@ -56,9 +56,17 @@ def main() -> None:
                     help="samples per validation image the a-priori threshold is chosen at "
                     "(default THRESHOLD_SAMPLES, the evaluation's 100); a threshold already "
                     "chosen at this count is kept")
+    ap.add_argument("--threshold-table", action="store_true",
+                    help="(re)choose the per-count thresholds on the validation split "
+                    "(choose_thresholds); a run's own table is kept otherwise")
     a = ap.parse_args()
 
-    from vesselflow.vessel.train.validation import THRESHOLD_SAMPLES, choose_threshold
+    from vesselflow.vessel.train.validation import (
+        THRESHOLD_COUNTS,
+        THRESHOLD_SAMPLES,
+        choose_threshold,
+        choose_thresholds,
+    )
 
     if a.shipped:
         loaded = load_model(WEIGHTS_DIR / a.name)
@@ -72,6 +80,16 @@ def main() -> None:
     n_thr = a.threshold_samples or THRESHOLD_SAMPLES
     threshold = {k: loaded.meta[k] for k in ("threshold", "val_f1_at_threshold",
                                              "threshold_samples") if k in loaded.meta}
+    if a.threshold_table or (not a.shipped and "thresholds" not in loaded.meta):
+        print("choosing the a-priori thresholds at each sample count on the validation split "
+              "...", flush=True)
+        table = choose_thresholds(loaded.model, a.drive, "cpu",
+                                  counts=tuple(sorted({*THRESHOLD_COUNTS, n_thr})))
+        threshold = {"threshold": table[str(n_thr)]["threshold"],
+                     "val_f1_at_threshold": table[str(n_thr)]["f1"],
+                     "threshold_samples": n_thr, "thresholds": table}
+    elif "thresholds" in loaded.meta:
+        threshold["thresholds"] = loaded.meta["thresholds"]
     if threshold.get("threshold_samples") != n_thr:
         print(f"choosing the a-priori threshold on the validation split (mean of "
               f"{n_thr} samples) ...", flush=True)

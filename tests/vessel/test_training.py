@@ -37,6 +37,9 @@ def test_train_writes_a_run_and_resumes(drive_dir: Path, tmp_path: Path) -> None
     best = json.loads((run / "best" / "config.json").read_text())
     meta = best["meta"]
     assert "threshold" in meta and meta["sha256"]
+    # one threshold per sample count, the evaluation's (100) being the model's threshold
+    assert {"1", "16", "100"} <= set(meta["thresholds"])
+    assert meta["thresholds"]["100"]["threshold"] == meta["threshold"]
     # the trained scale range travels with the model (the analysis scale is clamped by it)
     assert best["model"]["scale_range"] == [0.8, 1.2]
     # the command is recorded as the CLI, never with the machine's path to the interpreter

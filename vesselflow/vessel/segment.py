@@ -226,7 +226,7 @@ def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: 
     """Load the model and describe the segment run to the batch runner."""
     from vesselflow.batch.runner import BatchTask
     from vesselflow.runtime import pick_device
-    from vesselflow.vessel.models import load_model
+    from vesselflow.vessel.models import load_model, threshold_for
     from vesselflow.vessel.outputs import (
         BIOMARKERS_FILE,
         OUTPUT_SUFFIXES,
@@ -247,7 +247,7 @@ def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: 
         loaded = load_model(model, device=dev)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         raise BatchError(f"cannot load model {model!r}: {e}") from None
-    threshold = loaded.threshold if thr_arg == "auto" else float(thr_arg)
+    threshold = threshold_for(loaded, samples) if thr_arg == "auto" else float(thr_arg)
     try:
         calibration = ReviewCalibration.load(loaded.path)
     except ValueError as e:

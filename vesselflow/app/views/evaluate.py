@@ -16,6 +16,7 @@ from vesselflow.vessel.evaluation.figures import (
     sample_scatter_figure,
 )
 from vesselflow.vessel.evaluation.metrics import score_case
+from vesselflow.vessel.models import threshold_for
 from vesselflow.vessel.visualize import AGREEMENT_COLORS, agreement_map, gray, thumbnail, to_uint8
 
 SOURCES = {
@@ -140,11 +141,12 @@ def body() -> None:
     result = segmenting.segment(loaded, case, params, keep=params.n, fov=case.fov,
                                 bar_slot=bar_slot, label=f"Sampling {case.name}")
 
+    default = threshold_for(loaded, result.n)  # the model's, chosen at this sample count
     threshold = st.slider(
-        "Threshold (vessel probability)", 0.0, 1.0, float(loaded.threshold), 0.01,
+        "Threshold (vessel probability)", 0.0, 1.0, float(default), 0.01,
         format="%.3f",
-        key=f"eval_threshold:{loaded.sha256[:16]}",
-        help=f"Default {loaded.threshold:.3f}: the model's a-priori threshold, chosen on "
+        key=f"eval_threshold:{loaded.sha256[:16]}:{result.n}",
+        help=f"Default {default:.3f}: the model's a-priori threshold, chosen on "
              "DRIVE's validation images. Changing it here after seeing the reference makes "
              "the scores optimistic.")
     summary = segmenting.summary(loaded, result, threshold)
@@ -195,7 +197,7 @@ def body() -> None:
                   alt=caption.split(" (")[0].split(":")[0])
 
     st.subheader("Metrics")
-    table = metrics_table(s, threshold, loaded.threshold, summary.mean_uncertainty)
+    table = metrics_table(s, threshold, default, summary.mean_uncertainty)
     st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 2)
     with st.expander("Calibration (reliability diagram)"):
         st.pyplot(reliability_diagram(s["reliability"], s["ece"]), width="content")
@@ -204,7 +206,7 @@ def body() -> None:
     scores = {k: v for k, v in s.items() if isinstance(v, int | float | dict) and k not in (
         "curve", "reliability")}
     scores.update(model={"name": loaded.name, "sha256": loaded.sha256,
-                         "a_priori_threshold": loaded.threshold},
+                         "a_priori_threshold": default},
                   image={"name": case.name, "id": segmenting.image_id(case),
                          "sha256": case.key},
                   parameters={"samples": params.n, "temperature": params.temperature,

@@ -11,6 +11,7 @@ from vesselflow.io.errors import ImageReadError
 from vesselflow.io.weights import LoadedModel
 from vesselflow.vessel.analysis.summary import ImageSummary
 from vesselflow.vessel.biomarkers import display_table, report_csv
+from vesselflow.vessel.models import threshold_for
 from vesselflow.vessel.visualize import colorize, gray, overlay, thumbnail, to_uint8
 
 SHOWN_SAMPLES = 4
@@ -179,12 +180,13 @@ def body() -> None:
          "50/50)", "uncertainty map")
 
     st.subheader("Vessel mask")
+    default = threshold_for(loaded, result.n)  # the model's, chosen at this sample count
     threshold = st.slider(
-        "Threshold (vessel probability)", 0.0, 1.0, float(loaded.threshold), 0.01,
+        "Threshold (vessel probability)", 0.0, 1.0, float(default), 0.01,
         format="%.3f",
-        key=f"threshold:{loaded.sha256[:16]}",
+        key=f"threshold:{loaded.sha256[:16]}:{result.n}",
         help=f"A pixel is marked as vessel when its probability is at least this value. The "
-             f"default, {loaded.threshold:.3f}, is the model's a-priori threshold, chosen on "
+             f"default, {default:.3f}, is the model's a-priori threshold, chosen on "
              "DRIVE's validation images (never on test images).")
     summary = segmenting.summary(loaded, result, threshold)  # every number shown: computed once
     review_banner(summary)

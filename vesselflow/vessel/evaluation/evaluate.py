@@ -149,11 +149,12 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     from vesselflow.vessel.analysis.sampler import log_likelihood
     from vesselflow.vessel.analysis.summary import summarise
     from vesselflow.vessel.evaluation import biomarker_agreement as bm
-    from vesselflow.vessel.models import load_model
+    from vesselflow.vessel.models import load_model, threshold_for
     from vesselflow.vessel.review.verdict import ReviewCalibration
 
     t0 = time.time()
     loaded = load_model(model_name, device=device)
+    threshold = threshold_for(loaded, n_samples)  # chosen at this count when the model can
     calibration = ReviewCalibration.load(loaded.path)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
@@ -169,8 +170,8 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                             batch_size=batch_size, seed=seed, keep=n_samples,
                             fov=case.fov, device=device, name=case.id,
                             analysis_scale=analysis_scale)
-        summary = summarise(seg, loaded.threshold, calibration)
-        maps = seg.at_original_size(loaded.threshold)  # scored at the image's own size
+        summary = summarise(seg, threshold, calibration)
+        maps = seg.at_original_size(threshold)  # scored at the image's own size
         label_x = bm.analysis_label(case.label, seg.scale)  # bpd at the analysis scale
         fov_x = int(np.asarray(seg.fov).sum())
         ll = log_likelihood(loaded.model, seg.image, label_x, device=device, seed=seg.seed)
@@ -192,7 +193,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                 case.id, rep, label_x, seg.fov, rep.scale,
                 bm.analysis_label(case.label2, seg.scale) if case.label2 is not None
                 else None))
-        sc = score_case(maps.mean, case.label, case.fov, loaded.threshold,
+        sc = score_case(maps.mean, case.label, case.fov, threshold,
                         samples=maps.samples, label2=case.label2)
         truth = in_fov(case.label, case.fov).astype(bool)
         probs.append(in_fov(maps.mean, case.fov))
@@ -236,7 +237,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     prob_all, truth_all = np.concatenate(probs), np.concatenate(truths)
     curve = thin_curve(pr_curve(prob_all, truth_all))
     best_f1, best_thr = max_f1(prob_all, truth_all)
-    at_thr = binary_scores(prob_all >= loaded.threshold, truth_all)
+    at_thr = binary_scores(prob_all >= threshold, truth_all)
     ece, table = expected_calibration_error(prob_all, truth_all)
     pts_all = np.concatenate(sample_pts)
     human = None
@@ -250,7 +251,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
         "bpd_canvas": bits_per_dim(ll_canvas, canvas * canvas * len(cases)) if canvas else None,
         "canvas": canvas,
         "max_f1": best_f1, "max_f1_threshold": best_thr,
-        "f1": at_thr["f1"], "threshold": loaded.threshold,
+        "f1": at_thr["f1"], "threshold": threshold,
         "precision": at_thr["precision"], "recall": at_thr["recall"],
         "accuracy": at_thr["accuracy"], "specificity": at_thr["specificity"],
         "mcc": at_thr["mcc"], "cldice": cldice_from_counts(cl_counts),
@@ -284,7 +285,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
             print(f"bootstrap: {n_bootstrap} resamples of the {len(cases)} images ...",
                   flush=True)
         boot = bootstrap_intervals(
-            probs, truths, loaded.threshold, lls, pixels_x, fov_pixels=fovs_x,
+            probs, truths, threshold, lls, pixels_x, fov_pixels=fovs_x,
             sample_points=sample_pts, log_liks_canvas=llcs if canvas else None, canvas=canvas,
             n_resamples=n_bootstrap, seed=seed)
         metrics["ci95"] = boot.pop("intervals")

@@ -43,15 +43,17 @@ def analyse(loaded: LoadedModel, image: np.ndarray, label: np.ndarray, fov_true:
     from vesselflow.vessel.analysis.pipeline import segment_image
     from vesselflow.vessel.analysis.summary import summarise
     from vesselflow.vessel.evaluation.metrics import binary_scores, prob_histogram
+    from vesselflow.vessel.models import threshold_for
 
     t0 = time.perf_counter()
+    threshold = threshold_for(loaded, samples)
     res = segment_image(loaded.model, image, n=samples, seed=seed, name=name,
                         input_norm=input_norm, analysis_scale=analysis_scale)
-    maps = res.at_original_size(loaded.threshold, samples=False)
+    maps = res.at_original_size(threshold, samples=False)
     truth, pred = label[fov_true], maps.mask[fov_true]
     s = binary_scores(pred, truth)
     n_fov = int(fov_true.sum())
-    verdict = summarise(res, loaded.threshold, calibration).verdict
+    verdict = summarise(res, threshold, calibration).verdict
     rec = {"id": name, "f1": s["f1"], "precision": s["precision"], "recall": s["recall"],
            "tp": int(np.sum(pred & truth)), "fp": int(np.sum(pred & ~truth)),
            "fn": int(np.sum(~pred & truth)), "fov_pixels": n_fov,
@@ -65,7 +67,7 @@ def analyse(loaded: LoadedModel, image: np.ndarray, label: np.ndarray, fov_true:
     if half_size:
         prob_h, truth_h = _half(maps.mean), _half(label) >= 0.5
         fov_h, det_h = _half(fov_true) >= 0.5, _half(maps.fov) >= 0.5
-        pred_h = (prob_h >= loaded.threshold) & det_h
+        pred_h = (prob_h >= threshold) & det_h
         t, pr = truth_h[fov_h], pred_h[fov_h]
         rec["half"] = {"tp": int(np.sum(pr & t)), "fp": int(np.sum(pr & ~t)),
                        "fn": int(np.sum(~pr & t)), "f1": binary_scores(pr, t)["f1"]}

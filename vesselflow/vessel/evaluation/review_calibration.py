@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vesselflow.vessel.models import threshold_for
 from vesselflow.vessel.review.verdict import GOOD_F1, ReviewCalibration, ranges_from
 
 if TYPE_CHECKING:
@@ -70,8 +71,8 @@ def calibrate(loaded: LoadedModel, drive: Path, *, samples: int = 16, per_image:
     if len(good) < 5:
         raise ValueError(f"only {len(good)} of {len(rows)} calibration maps have F1 >= "
                          f"{GOOD_F1}: the model is too poor to calibrate its review")
-    meta = {"model_sha256": loaded.sha256, "threshold": loaded.threshold, "samples": samples,
-            "seed": seed, "per_image": per_image, "good_f1": GOOD_F1,
+    meta = {"model_sha256": loaded.sha256, "threshold": threshold_for(loaded, samples),
+            "samples": samples, "seed": seed, "per_image": per_image, "good_f1": GOOD_F1,
             "n_maps": len(rows), "n_good": len(good), "margin": 0.05,
             "definition": "per feature, [min, max] over the good calibration maps widened by "
                           "5% of the span on each side",

@@ -10,7 +10,7 @@ from vesselflow.vessel.models.vessel import (
     VesselModel,
     build_model,
 )
-from vesselflow.vessel.models.weights import FAMILY, SHIPPED, load_model
+from vesselflow.vessel.models.weights import FAMILY, SHIPPED, load_model, threshold_for
 
 __all__ = [
     "FAMILY",
@@ -25,4 +25,5 @@ __all__ = [
     "build_model",
     "load_model",
     "save_model",
+    "threshold_for",
 ]

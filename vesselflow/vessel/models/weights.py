@@ -14,3 +14,20 @@ FAMILY = ModelFamily("a vessel model", SHIPPED, VesselConfig.from_dict, build_mo
 def load_model(name_or_path: str | Path, device: str = "cpu") -> LoadedModel:
     """Load a shipped or trained vessel model in eval mode (see :func:`load_weights`)."""
     return load_weights(name_or_path, FAMILY, device)
+
+
+def threshold_for(loaded: LoadedModel, n_samples: int) -> float:
+    """The model's a-priori threshold for a mean of ``n_samples`` samples.
+
+    Models shipped with a per-count table (``meta["thresholds"]``, chosen on DRIVE's
+    validation split at each count by
+    :func:`vesselflow.vessel.train.validation.choose_thresholds`) use the entry of the largest
+    count <= ``n_samples`` (the smallest count below it); others their one threshold.
+    """
+    table = loaded.meta.get("thresholds") or {}
+    if not table:
+        return loaded.threshold
+    counts = sorted(int(k) for k in table)
+    below = [c for c in counts if c <= n_samples]
+    n = below[-1] if below else counts[0]
+    return float(table[str(n)]["threshold"])

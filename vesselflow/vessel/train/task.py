@@ -16,7 +16,7 @@ from vesselflow.io.weights import save_model
 from vesselflow.training.loop import LoopOptions, fit
 from vesselflow.vessel.models import VesselConfig, build_model
 from vesselflow.vessel.models.vessel import TRAIN_PRESETS
-from vesselflow.vessel.train.validation import THRESHOLD_SAMPLES, choose_threshold, validate
+from vesselflow.vessel.train.validation import THRESHOLD_SAMPLES, choose_thresholds, validate
 
 
 @dataclass
@@ -105,18 +105,19 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
 
 def _finalise_best(run: Path, opts: TrainOptions, device: str, say) -> dict[str, Any]:
-    """Choose the a-priori threshold on the validation split (mean of THRESHOLD_SAMPLES
-    samples per image, the evaluation's count) and store it with the model."""
+    """Choose the a-priori thresholds on the validation split, one per sample count
+    (:func:`choose_thresholds`; the one at THRESHOLD_SAMPLES, the evaluation's count, is the
+    model's ``threshold``) and store them with the model."""
     import json
 
     from vesselflow.vessel.models import load_model
 
     loaded = load_model(run / "best", device=device)
-    say("choosing the a-priori threshold on the validation split ...", flush=True)
-    thr = choose_threshold(loaded.model, opts.drive, device, n_samples=THRESHOLD_SAMPLES,
-                           seed=opts.seed)
+    say("choosing the a-priori thresholds on the validation split ...", flush=True)
+    table = choose_thresholds(loaded.model, opts.drive, device, seed=opts.seed)
+    thr = table[str(THRESHOLD_SAMPLES)]
     cfg = json.loads((run / "best" / "config.json").read_text())
     meta = {**cfg["meta"], "threshold": thr["threshold"], "val_f1_at_threshold": thr["f1"],
-            "threshold_samples": THRESHOLD_SAMPLES}
+            "threshold_samples": THRESHOLD_SAMPLES, "thresholds": table}
     save_model(loaded.model, run / "best", meta)
     return {"threshold": thr["threshold"], "val_f1": thr["f1"]}
