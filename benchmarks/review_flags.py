@@ -83,6 +83,23 @@ def _rate(a: int, b: int) -> str:
     return f"{a}/{b} ({100 * a / b:.0f}%)" if b else "–"
 
 
+MIN_RATE_CASES = 20
+"""A rate over fewer cases is "not established", never met or missed."""
+
+
+def _verdict(k: int, n: int, ok: bool) -> str:
+    """``k/n`` with its exact (Clopper-Pearson) 95% interval and the target's verdict."""
+    from scipy.stats import beta
+
+    if not n:
+        return "no cases: not established"
+    lo = float(beta.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0
+    verdict = ("not established, n < 20" if n < MIN_RATE_CASES
+               else "met" if ok else "missed")
+    return f"{k}/{n} = {100 * k / n:.0f}%, 95% CI {100 * lo:.0f}-{100 * hi:.0f}% ({verdict})"
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["cnf-drive", "factored-drive"])
@@ -184,8 +201,8 @@ def markdown(result: dict) -> str:
         c, nf = m["labelled"], m["non_fundus"]
         rec = c["bad_flagged"] / c["bad"] if c["bad"] else float("nan")
         fa = c["good_flagged"] / c["good"] if c["good"] else float("nan")
-        lines.append(f"- **{model}**: recall {100 * rec:.0f}% ({'met' if rec >= 0.95 else 'missed'}"
-                     f"), false alarms {100 * fa:.0f}% ({'met' if fa <= 0.10 else 'missed'}), "
+        lines.append(f"- **{model}**: recall {_verdict(c['bad_flagged'], c['bad'], rec >= 0.95)}"
+                     f"; false alarms {_verdict(c['good_flagged'], c['good'], fa <= 0.10)}; "
                      f"non-fundus {nf['caught']}/{nf['n']} "
                      f"({'met' if nf['caught'] == nf['n'] else 'missed'}).")
     per_set = []
