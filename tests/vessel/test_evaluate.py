@@ -128,3 +128,26 @@ def test_evaluate_seeds_an_image_as_segment_does(tiny_model: Path, tmp_path: Pat
         seg_row = next(csv.DictReader(f))
     for key in ("vessel_density", "mean_uncertainty", "review", "reasons"):
         assert row[key] == seg_row[key], key
+
+
+def test_evaluate_takes_the_camera_field_and_pixel_size(tiny_model: Path, tmp_path: Path) -> None:
+    """--fov-degrees and --pixel-size reach the rescale and the biomarkers, as in segment."""
+    d = synthetic_fundus((176, 176), seed=3)
+    Image.fromarray((d["image"] * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(d["label"].astype(np.uint8) * 255).save(tmp_path / "a_label.png")
+    (tmp_path / "pairs.csv").write_text("image,label\na.png,a_label.png\n")
+    factors = {}
+    for degrees in ("45", "30"):
+        out = tmp_path / f"eval{degrees}"
+        assert main(["evaluate", "--model", str(tiny_model), "--pairs",
+                     str(tmp_path / "pairs.csv"), "--samples", "1", "--bootstrap", "0",
+                     "--fov-degrees", degrees, "--pixel-size", "10", "--out", str(out),
+                     "--device", "cpu"]) == 0
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["fov_degrees"] == float(degrees) and m["pixel_size_um"] == 10.0
+        factors[degrees] = m["scale_factors"]["a"]
+    # a 30 degree camera's retina is brought to 30/45 of DRIVE's FOV diameter
+    assert factors["30"] == pytest.approx(factors["45"] * 30 / 45, rel=0.02)
+    for bad in (["--fov-degrees", "200"], ["--pixel-size", "-1"]):
+        assert main(["evaluate", "--model", str(tiny_model), "--pairs",
+                     str(tmp_path / "pairs.csv"), *bad, "--out", str(tmp_path / "x")]) == 2

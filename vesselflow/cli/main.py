@@ -106,6 +106,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="skip the vessel-biomarker comparison with the tracing")
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or mps")
     add_analysis_scale(p)
+    p.add_argument("--fov-degrees", type=float, default=None,
+                   help="the camera's field of view in degrees (default 45, DRIVE's), as in "
+                   "vesselflow segment")
+    p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                   help="micrometres per input pixel, for calibres in um (default: estimated "
+                   "from the FOV and --fov-degrees)")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -114,6 +120,14 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from vesselflow.runtime import pick_device
     from vesselflow.vessel.evaluation.evaluate import drive_cases, evaluate, pairs_cases
 
+    if a.fov_degrees is not None and not 0 < a.fov_degrees < 180:
+        print(f"vesselflow evaluate: error: --fov-degrees must be in (0, 180), got "
+              f"{a.fov_degrees}", file=sys.stderr)
+        return 2
+    if a.pixel_size is not None and not 0 < a.pixel_size < float("inf"):
+        print(f"vesselflow evaluate: error: --pixel-size must be a positive number of um, "
+              f"got {a.pixel_size}", file=sys.stderr)
+        return 2
     try:
         cases = drive_cases(a.drive, a.split) if a.drive else pairs_cases(a.pairs)
         if a.limit:
@@ -122,7 +136,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         m = evaluate(a.model, cases, a.out, n_samples=a.samples, temperature=a.temperature,
                      seed=a.seed, device=pick_device(a.device), canvas=canvas or None,
                      biomarkers=not a.no_biomarkers, n_bootstrap=a.bootstrap,
-                     analysis_scale=a.analysis_scale)
+                     analysis_scale=a.analysis_scale, fov_degrees=a.fov_degrees,
+                     pixel_size=a.pixel_size)
     except (FileNotFoundError, ValueError) as e:
         print(f"vesselflow evaluate: error: {e}", file=sys.stderr)
         return 2

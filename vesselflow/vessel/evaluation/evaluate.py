@@ -119,7 +119,9 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
              temperature: float = 1.0, seed: int = 0, device: str = "cpu",
              batch_size: int = 8, figures_for: int = 3, progress: bool = True,
              canvas: int | None = None, biomarkers: bool = True,
-             n_bootstrap: int = 1000, analysis_scale: str | float = "auto") -> dict[str, Any]:
+             n_bootstrap: int = 1000, analysis_scale: str | float = "auto",
+             fov_degrees: float | None = None,
+             pixel_size: float | None = None) -> dict[str, Any]:
     """Evaluate a model on labelled cases; writes metrics.json, per_image.csv, figures/.
 
     Each image is analysed as ``vesselflow segment`` and the app do
@@ -141,6 +143,8 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     segment``), so an image gets the same maps here as there, and bpd is reproducible.
     ``analysis_scale``: as ``vesselflow segment``'s (:mod:`vesselflow.vessel.analysis.
     scale_rule`; DRIVE's own images have no pixels to spare and stay at scale 1).
+    ``fov_degrees`` (None: DRIVE's 45) and ``pixel_size`` (um per input pixel; None: estimated
+    from the FOV and the field) as segment's ``--fov-degrees`` and ``--pixel-size``.
     ``ci95`` holds 95% bootstrap intervals over images (``n_bootstrap`` resamples, seeded by
     ``seed``; :mod:`.bootstrap` says how the pooled metrics are recomputed); 0 skips them.
     """
@@ -150,8 +154,10 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     from vesselflow.vessel.analysis.summary import summarise
     from vesselflow.vessel.evaluation import biomarker_agreement as bm
     from vesselflow.vessel.models import load_model, threshold_for
+    from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DEGREES
     from vesselflow.vessel.review.verdict import ReviewCalibration
 
+    degrees = DRIVE_FOV_DEGREES if fov_degrees is None else float(fov_degrees)
     t0 = time.time()
     loaded = load_model(model_name, device=device)
     threshold = threshold_for(loaded, n_samples)  # chosen at this count when the model can
@@ -169,7 +175,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
         seg = segment_image(loaded.model, case.image, n=n_samples, temperature=temperature,
                             batch_size=batch_size, seed=seed, keep=n_samples,
                             fov=case.fov, device=device, name=case.id,
-                            analysis_scale=analysis_scale)
+                            analysis_scale=analysis_scale, fov_degrees=degrees)
         summary = summarise(seg, threshold, calibration)
         maps = seg.at_original_size(threshold)  # scored at the image's own size
         label_x = bm.analysis_label(case.label, seg.scale)  # bpd at the analysis scale
@@ -188,7 +194,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
         if biomarkers:
             from vesselflow.vessel.biomarkers import segmentation_report
 
-            rep = segmentation_report(seg, summary, loaded.config.kind)
+            rep = segmentation_report(seg, summary, loaded.config.kind, pixel_size)
             bio_records.append(bm.case_record(
                 case.id, rep, label_x, seg.fov, rep.scale,
                 bm.analysis_label(case.label2, seg.scale) if case.label2 is not None
@@ -275,7 +281,8 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                     "mean_uncertainty and review at the analysis scale; each image seeded "
                     "with the run seed and its id, as vesselflow segment",
         "scale_factors": {r["id"]: r["scale_factor"] for r in rows},
-        "analysis_scale": analysis_scale,
+        "analysis_scale": analysis_scale, "fov_degrees": degrees,
+        "pixel_size_um": pixel_size,
         "seconds": round(time.time() - t0, 1), "environment": environment(),
     }
     if bio_records:
