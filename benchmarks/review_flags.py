@@ -83,18 +83,14 @@ def _rate(a: int, b: int) -> str:
     return f"{a}/{b} ({100 * a / b:.0f}%)" if b else "–"
 
 
-MIN_RATE_CASES = 20
-"""A rate over fewer cases is "not established", never met or missed."""
-
-
 def _verdict(k: int, n: int, ok: bool) -> str:
-    """``k/n`` with its exact (Clopper-Pearson) 95% interval and the target's verdict."""
-    from scipy.stats import beta
+    """``k/n`` with its exact 95% interval and the target's verdict ("not established" under
+    :data:`~vesselflow.vessel.evaluation.metrics.MIN_RATE_CASES` cases)."""
+    from vesselflow.vessel.evaluation.metrics import MIN_RATE_CASES, binomial_interval
 
     if not n:
         return "no cases: not established"
-    lo = float(beta.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0
-    hi = float(beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0
+    lo, hi = binomial_interval(k, n)
     verdict = ("not established, n < 20" if n < MIN_RATE_CASES
                else "met" if ok else "missed")
     return f"{k}/{n} = {100 * k / n:.0f}%, 95% CI {100 * lo:.0f}-{100 * hi:.0f}% ({verdict})"

@@ -89,16 +89,12 @@ def _met(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-MIN_RATE_CASES = 20
-"""A rate over fewer cases is "not established", never met or missed."""
-
-
 def _rate(k: int, n: int, ok: bool) -> str:
-    """``k of n`` with its exact (Clopper-Pearson) 95% interval and the target's verdict."""
-    from scipy.stats import beta
+    """``k of n`` with its exact 95% interval and the target's verdict ("not established"
+    under :data:`~vesselflow.vessel.evaluation.metrics.MIN_RATE_CASES` cases)."""
+    from vesselflow.vessel.evaluation.metrics import MIN_RATE_CASES, binomial_interval
 
-    lo = float(beta.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0
-    hi = float(beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0
+    lo, hi = binomial_interval(k, n)
     verdict = "not established, n < 20" if n < MIN_RATE_CASES else _met(ok)
     return f"{k} of {n}, 95% CI {lo:.0%}-{hi:.0%}: {verdict}"
 

@@ -195,3 +195,14 @@ def test_score_case_reports_the_new_metrics_at_the_threshold() -> None:
     assert s["specificity"] == pytest.approx(recall_score(truth, pred, pos_label=0))
     assert s["mcc"] == pytest.approx(matthews_corrcoef(truth, pred))
     assert s["cldice"] == pytest.approx(_direct_cldice((mean >= 0.55) & fov, label & fov))
+
+
+def test_binomial_interval_known_answers() -> None:
+    """Clopper-Pearson: 0 of 10 -> [0, 0.3085]; 10 of 10 -> [0.6915, 1]; 1 of 1 -> [0.025, 1]."""
+    from vesselflow.vessel.evaluation.metrics import binomial_interval
+
+    assert binomial_interval(0, 10) == pytest.approx((0.0, 0.30849), abs=1e-4)
+    assert binomial_interval(10, 10) == pytest.approx((0.69151, 1.0), abs=1e-4)
+    assert binomial_interval(1, 1) == pytest.approx((0.025, 1.0), abs=1e-9)
+    lo, hi = binomial_interval(25, 290)
+    assert lo < 25 / 290 < hi

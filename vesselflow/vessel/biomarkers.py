@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from vesselflow.vessel.analysis.scale_rule import vessel_widths
 from vesselflow.vessel.preprocess.fov import fov_box
 from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DEGREES
 
@@ -125,20 +126,6 @@ def pixel_scale(fov_diameter: float, factor: float = 1.0, pixel_size_um: float |
 
 
 # ------------------------------------------------------------------------------ one map
-def distance_transform(m: np.ndarray) -> np.ndarray:
-    """Exact Euclidean distance of every pixel of ``m`` to the nearest background pixel.
-
-    OpenCV's (installed with albumentations; ~20x faster than scipy's, which also builds
-    the feature transform); scipy's when OpenCV is missing. Outside the image counts as
-    background, as in OpenCV.
-    """
-    try:
-        import cv2
-    except ImportError:
-        return ndi.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
-    return cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-
-
 def box_counting_dimension(mask: np.ndarray, max_box: int | None = None) -> float:
     """Box-counting dimension of a binary map (boxes of 2, 4, ..., ``max_box`` px).
 
@@ -264,19 +251,9 @@ def _skeleton_graph(sk: np.ndarray) -> tuple[float, int, int, float]:
 
 
 def _calibre(m: np.ndarray, sk: np.ndarray) -> tuple[float, float]:
-    """Mean and median width (px) along the skeleton: at each skeleton pixel, its EDT plus
-    the largest EDT of its 4-neighbours off the skeleton (the half-width across the ridge).
-
-    For a bar 2k + 1 px wide the ridge pixel has EDT k + 1 and its neighbours k; for 2k px
-    the ridge falls between two pixels of EDT k each: the sum is the width in both cases.
-    """
-    edt = np.pad(distance_transform(m), 1)
-    on = np.pad(sk, 1)
-    ys, xs = np.nonzero(on)
-    across = np.zeros(len(ys))
-    for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
-        across = np.maximum(across, np.where(on[ys + dy, xs + dx], 0.0, edt[ys + dy, xs + dx]))
-    width = edt[ys, xs] + across
+    """Mean and median width (px) along the skeleton
+    (:func:`vesselflow.vessel.analysis.scale_rule.vessel_widths`)."""
+    width = vessel_widths(m, sk)
     return float(width.mean()), float(np.median(width))
 
 

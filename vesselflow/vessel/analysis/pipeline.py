@@ -225,6 +225,6 @@ def _choose_scale(model: VesselModel, image: np.ndarray, fov: np.ndarray, diamet
         calibre = rule.main_vessel_calibre(vessel_mask(stats.mean, fov1,
                                                        rule.FIRST_PASS_THRESHOLD))
         if calibre is not None:
-            ratio = calibre / rule.drive_calibre(model.config)
+            ratio = calibre / rule.DRIVE_MAIN_CALIBRE_PX
     return rule.choose_scale(requested, limit=limit, trained_range=trained,
                              calibre_ratio=ratio)

@@ -252,3 +252,17 @@ def score_case(mean: np.ndarray, label: np.ndarray, fov: np.ndarray | None, thre
     if label2 is not None:
         out["human"] = binary_scores(in_fov(label2, fov), truth)
     return out
+
+
+MIN_RATE_CASES = 20
+"""A rate over fewer cases is "not established": never reported as a target met or missed."""
+
+
+def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) ``level`` interval of a rate of ``k`` in ``n`` (n >= 1)."""
+    from scipy.stats import beta
+
+    a = round((1 - level) / 2, 12)  # 0.025, not 0.025000000000000022
+    lo = float(beta.ppf(a, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(beta.ppf(1 - a, k + 1, n - k)) if k < n else 1.0
+    return lo, hi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,23 @@ def _val_items(drive: Path) -> tuple[dict[str, Any], ...]:
     return tuple(data[i] for i in range(len(data)))
 
 
-def _maps(model, drive, device, n_samples, seed):
-    probs, truths, lls, pixels = [], [], [], 0
+def _val_inputs(model, drive) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+    """(image (3, H, W) as the model sees it, label (H, W), FOV (H, W) bool) per validation
+    image: the model's input normalisation applied as segment_image does, with DRIVE's
+    official FOV."""
+    norm = getattr(model.config, "input_norm", "none")
     for item in _val_items(Path(drive).resolve()):
         image, label = item["image"], item["label"][0]
         fov = item["fov"][0].bool().numpy()
-        norm = getattr(model.config, "input_norm", "none")
-        if norm != "none":  # what segment_image does, with DRIVE's official FOV
+        if norm != "none":
             hwc = apply_input_norm(image.permute(1, 2, 0).numpy(), fov, norm)
             image = torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))
+        yield image, label, fov
+
+
+def _maps(model, drive, device, n_samples, seed):
+    probs, truths, lls, pixels = [], [], [], 0
+    for image, label, fov in _val_inputs(model, drive):
         stats = sample_stats(model, image, n=n_samples, seed=seed, device=device)
         probs.append(in_fov(stats.mean, fov))
         truths.append(in_fov(label.numpy(), fov))
@@ -99,13 +108,7 @@ def choose_thresholds(model, drive: Path, device: str,
         return {str(n): dict(one) for n in counts}
     top = max(counts)
     kept, truths = [], []
-    for item in _val_items(Path(drive).resolve()):
-        image, label = item["image"], item["label"][0]
-        fov = item["fov"][0].bool().numpy()
-        norm = getattr(model.config, "input_norm", "none")
-        if norm != "none":  # as _maps: what segment_image does, with DRIVE's official FOV
-            hwc = apply_input_norm(image.permute(1, 2, 0).numpy(), fov, norm)
-            image = torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))
+    for image, label, fov in _val_inputs(model, drive):
         stats = sample_stats(model, image, n=top, seed=seed, device=device, keep=top)
         kept.append(np.cumsum(stats.samples[:, fov], axis=0, dtype=np.uint8))  # (top, N) counts
         truths.append(in_fov(label.numpy(), fov) > 0.5)
