@@ -35,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-biomarkers", action="store_true",
                    help="skip timing the vessel biomarkers of 16 samples (target <= "
                    f"{TARGETS['biomarkers_16']:g} s)")
+    p.add_argument("--large-photo", type=Path, default=None,
+                   help="also time this high-resolution photo at 16 samples with "
+                   f"--analysis-scale auto, first pass included (target <= "
+                   f"{TARGETS['large_16']:g} s, peak <= "
+                   f"{TARGETS['large_peak_rss_mb'] / 1024:g} GB)")
     p.set_defaults(func=_cmd_bench)
     return p
 
@@ -47,7 +52,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     try:
         record = run_bench(a.model or list(SHIPPED), a.samples, drive=a.drive,
                            threads=a.threads, batch_size=a.batch_size, repeats=a.repeats,
-                           out=a.out, biomarkers=not a.no_biomarkers)
+                           out=a.out, biomarkers=not a.no_biomarkers, large=a.large_photo)
     except (FileNotFoundError, ValueError) as e:
         print(f"vesselflow bench: error: {e}", file=sys.stderr)
         return 2
