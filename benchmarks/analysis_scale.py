@@ -95,10 +95,15 @@ def pooled(records: list[dict], hists: list, key: str | None = None) -> dict:
 def run_row(loaded, set_name: str, scale: str | float, its: list, args, cache: Path) -> dict:
     """All images of one (model, set, scale), cached."""
     from vesselflow.vessel.evaluation.labelled import analyse
+    from vesselflow.vessel.models import threshold_for
 
     settings = {"version": CACHE_VERSION, "model_sha256": loaded.sha256, "set": set_name,
                 "scale": scale, "samples": args.samples, "seed": args.seed,
-                "ids": [i.id for i in its], "threshold": loaded.threshold}
+                "ids": [i.id for i in its], "threshold": threshold_for(loaded, args.samples)}
+    if scale == "auto":
+        from vesselflow.vessel.analysis.scale_rule import rule_settings
+
+        settings["scale_rule"] = rule_settings()
     path = cache / loaded.name / f"{set_name}-scale-{scale}.json"
     if path.is_file():
         saved = json.loads(path.read_text())

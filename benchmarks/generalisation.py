@@ -155,6 +155,7 @@ def run_row(loaded, variant: str, cond: str, items: list[Item], args, norm: str 
     from vesselflow.io.images import read_image
     from vesselflow.io.masks import read_mask
     from vesselflow.vessel.data.corruptions import corrupt
+    from vesselflow.vessel.models import threshold_for
 
     scale = condition_scale(cond)
     half = is_hrf(cond)
@@ -162,7 +163,12 @@ def run_row(loaded, variant: str, cond: str, items: list[Item], args, norm: str 
                 "samples": args.samples, "seed": args.seed, "analysis_scale": str(scale),
                 "input_norm": norm or f"model:{loaded.config.input_norm}", "condition": cond,
                 "drive_split": args.drive_split,
-                "ids": [i.id for i in items], "threshold": loaded.threshold}
+                "ids": [i.id for i in items], "threshold": threshold_for(loaded, args.samples)}
+    if cond == "hrf":  # large photos at auto: the rule's constants decide the scale (DRIVE-
+        # sized photos never take auto's first pass, so their rows do not depend on them)
+        from vesselflow.vessel.analysis.scale_rule import rule_settings
+
+        settings["scale_rule"] = rule_settings()
     lab = condition_label(cond, args.drive_split)
     stem = cache / variant / (cond if args.drive_split == "test" or is_hrf(cond)
                               else f"{args.drive_split}-{cond}")

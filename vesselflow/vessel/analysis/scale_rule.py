@@ -56,6 +56,14 @@ TOLERANCE = 0.05
 """Scales within 5% of 1 are scale 1 (as the rescale's own tolerance)."""
 
 
+def rule_settings() -> dict[str, float]:
+    """``auto``'s constants, for the caches of benchmarks whose rows depend on them."""
+    return {"target_vessel_width": TARGET_VESSEL_WIDTH, "first_pass_samples": FIRST_PASS_SAMPLES,
+            "first_pass_threshold": FIRST_PASS_THRESHOLD,
+            "calibre_percentile": CALIBRE_PERCENTILE,
+            "drive_main_calibre_px": DRIVE_MAIN_CALIBRE_PX}
+
+
 def parse_scale(value: str | float) -> str | float:
     """``"auto"`` or a positive number (``"1.5"`` -> 1.5).
 
