@@ -88,3 +88,25 @@ def test_intervals_are_seeded_and_shrink_with_more_images() -> None:
         assert hi - lo < 1e-12
     with pytest.raises(ValueError, match="one prob map"):
         bootstrap_intervals(probs, truths[:2], 0.5, [-1.0] * 4, [1] * 4)
+
+
+def test_paired_difference_known_answer_and_sign() -> None:
+    from vesselflow.vessel.evaluation.bootstrap import paired_difference
+
+    a = np.array([0.70, 0.72, 0.74, 0.76])
+    mean, lo, hi = paired_difference(a, a + 0.02)
+    assert mean == pytest.approx(0.02) and lo == pytest.approx(0.02) and hi == pytest.approx(0.02)
+    mean, lo, hi = paired_difference(a + np.array([0.05, -0.01, 0.03, 0.01]), a)
+    assert mean == pytest.approx(-0.02) and lo < mean < hi <= 0.01
+
+
+def test_paired_pooled_f1_difference_pools_counts() -> None:
+    from vesselflow.vessel.evaluation.bootstrap import paired_pooled_f1_difference
+
+    a = np.array([[80, 20, 20], [10, 10, 10]])  # pooled F1 180/240 = 0.75
+    b = np.array([[90, 10, 10], [10, 10, 10]])  # pooled F1 200/240
+    point, lo, hi = paired_pooled_f1_difference(a, b)
+    assert point == pytest.approx(200 / 240 - 180 / 240)
+    assert lo <= point <= hi
+    with pytest.raises(ValueError):
+        paired_pooled_f1_difference(a, b[:1])

@@ -172,3 +172,38 @@ def point_estimates(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray]
         neg[0] += np.bincount(idx[~t], minlength=n_bins)
     mf, auc, ap = _curve_metrics(pos, neg)
     return {"max_f1": float(mf[0]), "auc_roc": float(auc[0]), "average_precision": float(ap[0])}
+
+
+def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
+                      n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of the per-image differences ``b - a`` (same images, paired) and its 95%
+    percentile bootstrap interval over images: (mean, lo, hi)."""
+    d = np.asarray(b, float) - np.asarray(a, float)
+    if d.ndim != 1 or len(d) == 0:
+        raise ValueError("paired_difference needs two equal-length, non-empty 1-D sequences")
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+    boot = d[idx].mean(axis=1)
+    return float(d.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def paired_pooled_f1_difference(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000,
+                                seed: int = 0) -> tuple[float, float, float]:
+    """Pooled F1 of ``b`` minus pooled F1 of ``a`` and its 95% percentile bootstrap interval.
+
+    ``a``, ``b``: (n_images, 3) per-image (tp, fp, fn) of two analyses of the same images, in
+    the same order; each resample draws images (both analyses of an image together) with
+    replacement and pools their counts, as ``evaluate`` pools.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 3 or len(a) == 0:
+        raise ValueError("paired_pooled_f1_difference needs two (n, 3) tp/fp/fn arrays")
+
+    def f1(c: np.ndarray) -> np.ndarray:
+        tp, fp, fn = c[..., 0], c[..., 1], c[..., 2]
+        den = 2 * tp + fp + fn
+        return np.where(den > 0, 2 * tp / np.maximum(den, 1e-12), 0.0)
+
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(n_boot, len(a)))
+    boot = f1(b[idx].sum(axis=1)) - f1(a[idx].sum(axis=1))
+    point = float(f1(b.sum(axis=0)) - f1(a.sum(axis=0)))
+    return point, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
