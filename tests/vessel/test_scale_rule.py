@@ -47,8 +47,11 @@ def test_large_photo_is_clamped_by_its_pixels_and_the_trained_range() -> None:
 def test_narrow_field_vessels_are_not_enlarged_past_drive_size() -> None:
     # a 30-degree camera: vessels 1.5x DRIVE's at scale 1 -> auto does not enlarge
     narrow = choose_scale(AUTO, limit=4.2, trained_range=(0.75, 2.0), calibre_ratio=1.5)
-    assert narrow.scale * 1.5 <= TARGET_VESSEL_WIDTH + 1e-9
     assert narrow.scale == 1.0
+    # a photo whose vessels are already at auto's target width is not enlarged either
+    at_target = choose_scale(AUTO, limit=4.2, trained_range=(0.75, 2.0),
+                             calibre_ratio=TARGET_VESSEL_WIDTH)
+    assert at_target.scale == 1.0
     # vessels beyond the trained range at scale 1 are brought back into it
     wide = choose_scale(AUTO, limit=4.2, trained_range=(0.75, 2.0), calibre_ratio=2.4)
     assert wide.scale * 2.4 == pytest.approx(2.0)
