@@ -104,6 +104,17 @@ def condition_scale(cond: str) -> str | float:
     return parse_scale(cond.split("@", 1)[1]) if cond.startswith("hrf@") else AUTO
 
 
+def _clamped(cond: str, loaded) -> str:
+    """``hrf@S`` with S above the model's trained scale range -> ``hrf@<top>`` (what segment
+    analyses it at on a photo with pixels to spare), else ``cond``."""
+    from vesselflow.vessel.analysis.scale_rule import trained_range
+
+    if not cond.startswith("hrf@"):
+        return cond
+    top = trained_range(loaded.config)[1]
+    return f"hrf@{top:g}" if float(condition_scale(cond)) > top + 1e-9 else cond
+
+
 def condition_label(cond: str, split: str = "test") -> str:
     name = "DRIVE" if split == "test" else f"DRIVE {split}"
     if cond.startswith("hrf@"):
@@ -449,12 +460,22 @@ def main(argv: list[str] | None = None) -> dict:
             variant = loaded.name if norm == "model" else f"{loaded.name}+{norm}"
             result["rows"][variant], result["images"][variant] = {}, {}
             done = {}
-            for cond in args.conditions:  # in the order asked; the table in canonical order
+            rows_by_cond: dict[str, dict | None] = {}
+            for cond in sorted(args.conditions, key=lambda c: _clamped(c, loaded) != c):
                 items = datasets["hrf" if is_hrf(cond) else "drive"]
                 lab = condition_label(cond, args.drive_split)
-                row = run_row(loaded, variant, cond, items, args,
-                              None if norm == "model" else norm, args.out / "cache",
-                              cached_only=args.cached_only)
+                same = _clamped(cond, loaded)
+                if same != cond and same in rows_by_cond:
+                    # a fixed scale above the trained range is clamped to its top on every
+                    # HRF photo (their pixels allow more): the same analysis, not redone
+                    print(f"[{variant}] {lab}: clamped to the trained range, = {same}",
+                          flush=True)
+                    row = rows_by_cond[same]
+                else:
+                    row = run_row(loaded, variant, cond, items, args,
+                                  None if norm == "model" else norm, args.out / "cache",
+                                  cached_only=args.cached_only)
+                rows_by_cond[cond] = row
                 if row is None:
                     print(f"[{variant}] {lab}: not in the cache, left out",
                           flush=True)
