@@ -85,6 +85,12 @@ def main() -> None:
               "...", flush=True)
         table = choose_thresholds(loaded.model, a.drive, "cpu",
                                   counts=tuple(sorted({*THRESHOLD_COUNTS, n_thr})))
+        old = loaded.meta.get("threshold")
+        if old is not None and loaded.meta.get("threshold_samples") == n_thr \
+                and abs(table[str(n_thr)]["threshold"] - old) < 1e-6:
+            # the same choice as before (a float32 round trip apart): keep the stored value,
+            # so an evaluation made at it still belongs to the model
+            table[str(n_thr)]["threshold"] = old
         threshold = {"threshold": table[str(n_thr)]["threshold"],
                      "val_f1_at_threshold": table[str(n_thr)]["f1"],
                      "threshold_samples": n_thr, "thresholds": table}
