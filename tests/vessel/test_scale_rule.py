@@ -144,3 +144,13 @@ def test_drive_main_calibre_constant(drive_dir) -> None:
                 for split in ("train", "val") for r in drive_records(drive_dir, split)]
     assert len(calibres) == 20
     assert float(np.median(calibres)) == pytest.approx(DRIVE_MAIN_CALIBRE_PX, abs=0.1)
+
+
+def test_the_target_width_users_read_is_the_rule_s() -> None:
+    """The CLI help, the app's help and docs/CLI.md state auto's target width: the constant's."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    said = f"{TARGET_VESSEL_WIDTH:g}x"
+    for rel in ("vesselflow/cli/segment.py", "vesselflow/app/segmenting.py", "docs/CLI.md"):
+        assert said in (root / rel).read_text(), f"{rel} does not state {said}"

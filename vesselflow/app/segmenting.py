@@ -72,7 +72,7 @@ def sampling_controls() -> SamplingParams:
                              disabled=not rescale,
                              help="How large the photo is analysed, relative to its field "
                                   "of view at DRIVE's diameter (1). auto uses the pixels a "
-                                  "large photo has, up to where its main vessels are 1.5x "
+                                  "large photo has, up to where its main vessels are 1.25x "
                                   "as wide as DRIVE's and within the model's trained scale "
                                   "range (a quick first pass measures them); small photos "
                                   "stay at 1. A fixed scale is clamped by the photo's "

@@ -85,7 +85,7 @@ def add_analysis_scale(p: argparse.ArgumentParser) -> None:
                    metavar="auto|1|1.5|2",
                    help="how large the photo is analysed, relative to its FOV at DRIVE's "
                    "diameter (1): auto (default) uses the pixels a large photo has, up to "
-                   "where its main vessels reach 1.5x DRIVE's width and within the model's "
+                   "where its main vessels reach 1.25x DRIVE's width and within the model's "
                    "trained scale range (a first pass measures them); a fixed scale is "
                    "clamped by the photo's pixels and the trained range")
 
