@@ -151,3 +151,46 @@ def write_outputs(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         "key_biomarkers": list(KEY_BIOMARKERS),
         "per_biomarker": compare(records),
     }
+
+
+def labelled_record(loaded: Any, image: np.ndarray, label: np.ndarray,
+                    label2: np.ndarray | None = None, *, samples: int = 16, seed: int = 0,
+                    name: str = "image", analysis_scale: str | float = "auto",
+                    pixel_size: float | None = None) -> dict[str, Any]:
+    """One labelled photo's biomarkers as ``vesselflow segment`` measures them, beside its
+    tracing's: the unit of the biomarker calibration (``scripts/calibrate_biomarkers.py``).
+
+    The photo goes through segment's path (FOV detected, analysis scale ``auto``, segment's
+    per-image seed, the model's threshold at ``samples``); the tracing (and ``label2``) is
+    brought to the analysis scale (:func:`analysis_label`) and measured inside the same
+    detected FOV with the same pixel scale, so model and tracing differ only by the map.
+    A CNF's samples are measured one by one (``per_sample``); a factored model's are not
+    vessel maps and are skipped.
+    """
+    import time
+
+    from vesselflow.vessel.analysis.pipeline import segment_image
+    from vesselflow.vessel.analysis.summary import summarise
+    from vesselflow.vessel.biomarkers import measure, pixel_scale
+    from vesselflow.vessel.models import threshold_for
+
+    t0 = time.perf_counter()
+    cnf = loaded.config.kind == "cnf"
+    seg = segment_image(loaded.model, image, n=samples, seed=seed, name=name,
+                        keep=samples if cnf else 0, analysis_scale=analysis_scale)
+    summary = summarise(seg, threshold_for(loaded, samples), None)
+    info = seg.scale
+    scale = pixel_scale(info.fov_diameter, info.factor, pixel_size, seg.fov_degrees)
+    t1 = time.perf_counter()
+    per_sample = [measure(s, seg.fov, scale) for s in (seg.samples if cnf else [])]
+    rec = {"id": name, "mask": measure(summary.mask, seg.fov, scale, summary.skeleton),
+           "per_sample": [[v[k] for k in NAMES] for v in per_sample],
+           "tracing": measure(analysis_label(label, info), seg.fov, scale),
+           "observer2": (measure(analysis_label(label2, info), seg.fov, scale)
+                         if label2 is not None else None),
+           "scale_factor": info.factor, "um_per_px": scale.um_per_px,
+           "analysis_scale": summary.analysis_scale,
+           "mean_uncertainty": summary.mean_uncertainty,
+           "sample_seconds": round(t1 - t0, 2),
+           "biomarker_seconds": round(time.perf_counter() - t1, 2)}
+    return rec
