@@ -89,6 +89,6 @@ def build(bench: dict[str, Any] | None) -> str:
             f"{Path(bench['image']).name}): biomarkers of {bio['samples']} samples + the mask "
             f"{bio['seconds']:.2f} s wall, {bio['cpu_seconds']:.2f} s CPU, {res['threads']} "
             f"thread(s), load average {bench['load_average_before'][0]:.1f} on 2 cores "
-            f"(target <= {limit:g} s wall: {ok}); the first call in a process also compiles "
-            f"skan's numba code ({bio['first_call_seconds']:.1f} s there).")
+            f"(target <= {limit:g} s wall: {ok}); first call in a process "
+            f"{bio['first_call_seconds']:.1f} s.")
     return "\n".join(lines).rstrip() + "\n"

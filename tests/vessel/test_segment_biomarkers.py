@@ -56,9 +56,15 @@ def test_biomarkers_csv_one_row_per_image_listed_in_run_json(setup, tmp_path: Pa
     for r in table.values():
         assert int(r["n_samples"]) == 3 and r["pixel_size_source"].startswith("estimated")
         for name in NAMES:
-            assert {name, f"{name}_mean", f"{name}_sd", f"{name}_lo", f"{name}_hi"} <= set(r)
+            assert {name, f"{name}_pi90_lo", f"{name}_pi90_hi", f"{name}_model",
+                    *(f"{name}_model_uncertainty_{s}" for s in ("mean", "sd", "lo", "hi"))
+                    } <= set(r)
         assert 0 <= float(r["vessel_density"]) <= 1
-        assert float(r["vessel_density_lo"]) <= float(r["vessel_density_hi"])
+        assert float(r["vessel_density_model_uncertainty_lo"]) <= float(
+            r["vessel_density_model_uncertainty_hi"])
+        # A model trained here has no calibration: the value is the model's, and says so.
+        assert r["vessel_density"] == r["vessel_density_model"]
+        assert r["calibration"].startswith("uncalibrated") and r["um_values"].startswith("est")
         # 176 px inputs are enlarged ~3.3x for analysis: calibre px is in INPUT pixels.
         assert float(r["scale_factor"]) > 3
     record = json.loads((out / "run.json").read_text())

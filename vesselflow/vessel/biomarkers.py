@@ -8,7 +8,7 @@ One map (H, W) bool and its FOV (H, W) bool give (:data:`BIOMARKERS`):
   pixels with >= 3 skeleton neighbours) and end pixels (1 neighbour) per mm^2 of FOV;
 * ``fractal_dimension``: box counting on the vessel MAP (not the skeleton): the slope of
   log N(s) against log(1 / s) for square boxes of s = 2, 4, ..., 2^k pixels;
-* ``tortuosity``: per skeleton segment (skan path between junctions / ends, chord >= 10 px,
+* ``tortuosity``: per skeleton segment (path between junctions / ends, chord >= 10 px,
   loops excluded) arc length / chord length, the arc measured on the path smoothed by a
   5-point moving average (the 8-connected pixel path of a straight oblique line is up to 8 %
   longer than the line); reported as the length-weighted mean over segments;
@@ -18,7 +18,8 @@ One map (H, W) bool and its FOV (H, W) bool give (:data:`BIOMARKERS`):
   the ridge. Exact for axis-aligned bars of any width (odd or even) and for discs (pixel
   span); oblique bars within about 0.5 px (median).
 
-The skeleton is ``skimage.morphology.skeletonize`` and its graph is skan's; no graph code here.
+The skeleton is ``skimage.morphology.skeletonize`` and its graph skan's, built without numba
+(:mod:`vesselflow.vessel.analysis.skeleton_graph`).
 The mask's skeleton comes from the per-image summary
 (:class:`vesselflow.vessel.analysis.summary.ImageSummary`), which the review shares.
 
@@ -154,7 +155,7 @@ def box_counting_dimension(mask: np.ndarray, max_box: int | None = None) -> floa
 
 def _smoothed_arc_lengths(coords: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
                           half: int = SMOOTH_HALF_WINDOW) -> np.ndarray:
-    """Arc length of every skan path after a moving average along it (ends kept).
+    """Arc length of every path after a moving average along it (ends kept).
 
     Vectorised over all paths: each point averages the points within ``half`` of it on its
     own path (the window shrinks symmetrically near the ends, so end points stay put).
@@ -223,31 +224,31 @@ def measure(mask: np.ndarray, fov: np.ndarray, scale: PixelScale,
 
 
 def _skeleton_graph(sk: np.ndarray) -> tuple[float, int, int, float]:
-    """(length px, junctions, end points, tortuosity) of a skeleton, from skan's graph."""
-    from skan import Skeleton
+    """(length px, junctions, end points, tortuosity) of a skeleton, from its graph
+    (:mod:`vesselflow.vessel.analysis.skeleton_graph`: skan's graph in numpy/scipy)."""
+    from vesselflow.vessel.analysis.skeleton_graph import chain_paths, skeleton_graph
 
     if int(sk.sum()) < 2:  # a lone pixel: no path, no junction, no end
         return 0.0, 0, 0, float("nan")
-    skel = Skeleton(sk, keep_images=False)
-    length = float(skel.path_lengths().sum())  # 8-connected pixel path length (px)
+    g = skeleton_graph(sk)
     deg = np.zeros(sk.shape, dtype=np.int32)
-    rc = np.round(skel.coordinates).astype(np.intp)
-    deg[rc[:, 0], rc[:, 1]] = skel.degrees[: len(rc)]
+    deg[g.coordinates[:, 0], g.coordinates[:, 1]] = g.degrees
     # A junction is often a cluster of adjacent degree->=3 pixels: count clusters.
     n_junctions = int(ndi.label(deg >= 3, structure=np.ones((3, 3)))[1])
     n_ends = int((deg == 1).sum())
 
     # Tortuosity per segment: smoothed arc / chord, loops and short segments left out.
-    indptr, indices = skel.paths.indptr, skel.paths.indices
-    first, last = indices[indptr[:-1]], indices[np.maximum(indptr[1:] - 1, indptr[:-1])]
-    chord = np.linalg.norm(skel.coordinates[first] - skel.coordinates[last], axis=1)
-    ok = (chord >= MIN_CHORD_PX) & (first != last)
+    indptr, indices = chain_paths(g)
     tort = float("nan")
-    if ok.any():
-        arc = _smoothed_arc_lengths(skel.coordinates, indptr, indices)[ok]
-        t = np.maximum(arc / chord[ok], 1.0)  # smoothing can cut a hair off a straight line
-        tort = float(np.sum(t * arc) / np.sum(arc))
-    return length, n_junctions, n_ends, tort
+    if len(indptr) > 1:
+        first, last = indices[indptr[:-1]], indices[indptr[1:] - 1]
+        chord = np.linalg.norm(g.coordinates[first] - g.coordinates[last], axis=1)
+        ok = (chord >= MIN_CHORD_PX) & (first != last)
+        if ok.any():
+            arc = _smoothed_arc_lengths(g.coordinates, indptr, indices)[ok]
+            t = np.maximum(arc / chord[ok], 1.0)  # smoothing can cut a hair off a straight line
+            tort = float(np.sum(t * arc) / np.sum(arc))
+    return g.length, n_junctions, n_ends, tort
 
 
 def _calibre(m: np.ndarray, sk: np.ndarray) -> tuple[float, float]:
