@@ -597,7 +597,7 @@ def review(_: str | None = None) -> str:
 
 def biomarkers(_: str | None = None) -> str:
     """The biomarker tables (every cell, both models) and how to regenerate them."""
-    body = biomarker_table.build(_bench("bench_segment.json"))
+    body = biomarker_table.build(_bench("bench_biomarkers.json"))
     return (body + "\nRegenerate (one torch thread; measures cached per photo, refits, "
             "writes `vesselflow/weights/<model>/biomarkers.json` and `results/biomarkers/`):"
             "\n\n" + "\n".join(_regenerate([f"OMP_NUM_THREADS=1 {biomarker_table.COMMAND}"]))
