@@ -18,6 +18,8 @@ SETS = ("drive-test", "hrf-reported")
 POOLED = ("vessel_density", "length_density", "fractal_dimension", "tortuosity",
           "calibre_mean_um")
 LOA = ("vessel_density", "length_density", "calibre_mean_um")
+UNITS = {"vessel_density": "fraction", "length_density": "mm/mm²", "fractal_dimension": "-",
+         "tortuosity": "-", "calibre_mean_um": "µm (estimate)"}
 TARGET = 0.85  # pooled coverage of the 90% intervals, on each reported set
 LOW = 0.70  # a cell below this is explained in the text
 MIN_RATE_CASES = 20  # as vesselflow.vessel.evaluation.metrics (not imported: no torch here)
@@ -55,18 +57,18 @@ def readme() -> str:
     m = load("cnf-drive")
     if m is None:
         return "*Vessel biomarkers: not calibrated yet (results/biomarkers/cnf-drive/).*\n"
-    head = ["biomarker (cnf-drive)"]
+    head = ["biomarker (cnf-drive)", "unit"]
     for s in SETS:
         lab = m["reported"][s]["label"]
         head += [f"{lab}: coverage (95% CI)", "median width", "bias"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in POOLED:
-        row = [name]
+        row = [name, UNITS[name]]
         for s in SETS:
             c = m["reported"][s]["per_biomarker"][name]
             row += [_cov(c), _f(c["median_width"]), _f(c["bias"])]
         lines.append("| " + " | ".join(row) + " |")
-    row = ["**pooled**"]
+    row = ["**pooled**", ""]
     for s in SETS:
         p, ok = _pooled_verdict(m, s)
         row += [f"{_cov(p)}: {ok}", "", ""]
@@ -77,7 +79,8 @@ def readme() -> str:
               f"{m['calibration']['photos']} photos that are not reported (DRIVE validation, "
               f"degraded DRIVE training photos, half of HRF) and checked on DRIVE test "
               f"({n['drive-test']}) and the other half of HRF ({n['hrf-reported']}); target: "
-              f"pooled coverage >= {TARGET}. Bias: calibrated estimate - tracing. Every cell, "
+              f"pooled coverage >= {TARGET}. Bias: calibrated estimate - tracing; µm from "
+              f"the assumed 13 mm field. Every cell, "
               f"the factored model and the observers' limits: "
               f"[docs/RESULTS.md](docs/RESULTS.md#vessel-biomarkers). Regenerate: `{COMMAND}`."]
     return "\n".join(lines) + "\n"

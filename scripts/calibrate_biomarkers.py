@@ -200,6 +200,19 @@ def pooled_cell(cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "ci95": list(binomial_interval(k, n)) if n else None}
 
 
+def _slim(r: dict[str, Any]) -> dict[str, Any]:
+    """A record for records.json: the per-sample values summarised by their 2.5 / 97.5 %
+    percentiles (``sample_interval``), the rest as measured."""
+    from vesselflow.vessel.biomarkers import NAMES
+
+    out = {k: v for k, v in r.items() if k != "per_sample"}
+    v = np.array(r["per_sample"], float).reshape(-1, len(NAMES))
+    out["sample_interval"] = {
+        n: ([float(x) for x in np.nanpercentile(v[:, j], [2.5, 97.5])]
+            if np.isfinite(v[:, j]).any() else None) for j, n in enumerate(NAMES)}
+    return out
+
+
 def fit_and_report(name: str, sets: dict[str, list[dict[str, Any]]], out: Path,
                    samples: int, seed: int) -> None:
     """Fit on the calibration photos, write the calibration beside the weights, report on
@@ -242,7 +255,9 @@ def fit_and_report(name: str, sets: dict[str, list[dict[str, Any]]], out: Path,
     }
     dest = out / name
     write_json(dest / "coverage.json", summary)
-    write_json(dest / "records.json", {"model_sha256": loaded.sha256, "sets": sets})
+    write_json(dest / "records.json", {"model_sha256": loaded.sha256,
+                                       "sets": {s: [_slim(r) for r in recs]
+                                                for s, recs in sets.items()}})
     rows = []
     for s, recs in reported.items():
         for r in recs:

@@ -13,9 +13,10 @@ Writes ``model.safetensors`` and ``config.json`` (model config + meta: the a-pri
 chosen on DRIVE's validation split on the mean of as many samples as the evaluation uses
 (``THRESHOLD_SAMPLES``, 100), the test
 metrics from ``vesselflow evaluate`` with their 95% bootstrap intervals, the training command,
-steps, wall time and hardware, and the weights' sha256), plus a short ``MODEL_CARD.md``, the review
-calibration and (unless ``--no-biomarker-calibration``) the biomarkers' calibration
-(``scripts/calibrate_biomarkers.py``, ``biomarkers.json``). An evaluation run with another threshold than the shipped one is refused.
+steps, wall time and hardware, and the weights' sha256), plus a short ``MODEL_CARD.md``, the
+review calibration and (unless ``--no-biomarker-calibration``) the biomarkers' calibration
+(``scripts/calibrate_biomarkers.py``, ``biomarkers.json``). An evaluation run with another
+threshold than the shipped one is refused.
 """
 
 from __future__ import annotations

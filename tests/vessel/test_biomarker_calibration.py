@@ -122,12 +122,23 @@ def test_skeleton_graph_equals_skans_on_tracings_and_shapes() -> None:
 
 
 def test_conformal_interval_finite_sample_rank_and_coverage() -> None:
-    # n = 9 at 90%: the ceil(10 * 0.9) = 9th smallest score, the largest.
-    r = [float(k) for k in range(9)]  # median 4, scores 4 3 2 1 0 1 2 3 4
-    iv = conformal_interval("tortuosity", r)
-    assert iv.shift == 4 and iv.half_width == 4 and iv.kind == "additive"
-    assert math.isinf(conformal_interval("tortuosity", r[:8]).half_width)  # too few for 90%
-    assert conformal_interval("vessel_density", [0.1]).kind == "relative"
+    # Constant model values: no slope; residuals 0..8, each left out in turn is predicted by
+    # the mean of the others (36 - r) / 8: |9 r - 36| / 8, largest 4.5. n = 9 at 90%: the
+    # ceil(10 * 0.9) = 9th smallest, the largest.
+    r = [float(k) for k in range(9)]
+    iv = conformal_interval("tortuosity", [1.0] * 9, [1.0 + x for x in r])
+    assert iv.intercept == pytest.approx(4) and iv.slope == 0 and iv.kind == "additive"
+    assert iv.half_width == pytest.approx(4.5)
+    assert math.isinf(conformal_interval("tortuosity", [1.0] * 8, r[:8]).half_width)
+    assert conformal_interval("vessel_density", [0.1], [0.1]).kind == "relative"
+    # A model value that swings twice as much as the tracing's (log scale): slope -0.5,
+    # and a value beyond the calibration range is not extrapolated.
+    m = np.exp(np.linspace(-1, 1, 30))
+    iv = conformal_interval("calibre_mean_um", list(m), list(2 * np.sqrt(m)))
+    assert iv.slope == pytest.approx(-0.5) and iv.half_width == pytest.approx(0, abs=1e-9)
+    assert iv.apply(1.0)[0] == pytest.approx(2.0)
+    assert iv.apply(math.e)[0] == pytest.approx(2 * math.exp(0.5))
+    assert iv.apply(math.e ** 3)[0] == pytest.approx(math.e ** 3 * 2 * math.exp(-0.5))
     # Exchangeable photos: the interval covers >= 90% of new tracings (and not far more).
     rng = np.random.default_rng(1)
     cal = fit(_records(300, rng, 0.3, 0.2), NAMES, SHA)
@@ -144,6 +155,9 @@ def test_reported_value_lies_inside_its_own_interval_on_constructed_maps() -> No
     rng = np.random.default_rng(0)
     # A bias far larger than the spread: an estimate left at the model value falls outside.
     cal = fit(_records(60, rng, 0.5, 0.05), NAMES, SHA)
+    for name in NAMES:  # model values far outside the calibration's 0.5-2: clamped, still
+        v, lo, hi = cal.interval(name, 1.0).apply(40.0)  # centred and inside
+        assert lo < v < hi
     wavy = np.zeros((80, 200), bool)
     x = np.arange(10, 190)
     for dy in range(3):

@@ -9,12 +9,16 @@ both from labelled photos that are never reported (``scripts/calibrate_biomarker
 * residual ``r = log(tracing / model)`` for the biomarkers that scale with the vessel map's
   size or resolution (densities, calibres; :data:`RELATIVE`), ``r = tracing - model`` for the
   dimensionless ones (fractal dimension, tortuosity);
-* ``shift`` = the median residual (the model's bias); ``half_width`` = the
-  ``ceil((n + 1) * level)``-th smallest ``|r - shift|`` over the n calibration photos (the
-  split-conformal quantile: for a new photo exchangeable with them, the interval below holds
-  the tracing's value with probability >= ``level``);
-* estimate = the model value corrected by ``shift`` (``model * exp(shift)`` or
-  ``model + shift``), interval = estimate ``* exp(+-half_width)`` or ``+- half_width``: the
+* the model's bias: ``r`` predicted by a line in the model value ``x`` (its log for relative
+  biomarkers), fitted by least squares on the calibration photos. A model whose value swings
+  more than the tracing's (a blurred photo widens the model's calibre, not the grader's)
+  gets a negative slope: the estimate shrinks towards what tracings measure. ``x`` is
+  clamped to the calibration photos' range, so a photo outside it is not extrapolated;
+* ``half_width``: the ``ceil((n + 1) * level)``-th smallest leave-one-out absolute residual
+  of the n calibration photos (each predicted by the line fitted without it: split-conformal
+  with a jackknife for the two fitted numbers);
+* estimate = the model value corrected by the predicted residual (``model * exp(r_hat)`` or
+  ``model + r_hat``), interval = estimate ``* exp(+-half_width)`` or ``+- half_width``: the
   estimate is its centre (on the log scale for relative biomarkers).
 
 Photos are calibrated in strata of the analysis scale (:data:`STRATA`: 1 for photos at
@@ -53,27 +57,32 @@ class CalibrationMismatch(ValueError):
 
 @dataclass(frozen=True)
 class Interval:
-    """One biomarker's residual calibration: ``kind`` "relative" or "additive", the median
-    residual ``shift``, the conformal ``half_width``, the calibration photos ``n``."""
+    """One biomarker's residual model: ``kind`` "relative" or "additive"; the residual
+    predicted from the model value ``x`` (its log for relative biomarkers, clamped to the
+    calibration photos' range ``x_range``) as ``intercept + slope * x``; the conformal
+    ``half_width``; the calibration photos ``n``."""
 
     kind: str
-    shift: float
+    intercept: float
+    slope: float
     half_width: float
     n: int
+    x_range: tuple[float, float] = (-math.inf, math.inf)
 
     def apply(self, value: float) -> tuple[float, float, float]:
         """(estimate, lo, hi) for a model value; NaN where the value (or the calibration) is
         missing or a relative biomarker's value is not positive."""
         nan = (math.nan,) * 3
-        if not (math.isfinite(value) and math.isfinite(self.shift)):
+        if not (math.isfinite(value) and math.isfinite(self.intercept)):
             return nan
+        if self.kind == "relative" and value <= 0:
+            return nan
+        x = math.log(value) if self.kind == "relative" else value
+        r = self.intercept + self.slope * min(max(x, self.x_range[0]), self.x_range[1])
         if self.kind == "relative":
-            if value <= 0:
-                return nan
-            est = value * math.exp(self.shift)
+            est = value * math.exp(r)
             return est, est * math.exp(-self.half_width), est * math.exp(self.half_width)
-        return value + self.shift, value + self.shift - self.half_width, \
-            value + self.shift + self.half_width
+        return value + r, value + r - self.half_width, value + r + self.half_width
 
 
 def residual(name: str, model: float, tracing: float) -> float:
@@ -85,18 +94,38 @@ def residual(name: str, model: float, tracing: float) -> float:
     return tracing - model
 
 
-def conformal_interval(name: str, residuals: Sequence[float], level: float = LEVEL
-                       ) -> Interval:
-    """Split-conformal :class:`Interval` from calibration residuals (NaNs dropped); with
-    too few photos for ``level`` (``ceil((n + 1) level) > n``) the half width is infinite."""
-    r = np.asarray([x for x in residuals if math.isfinite(x)], dtype=np.float64)
+def _line(x: np.ndarray, r: np.ndarray) -> tuple[float, float]:
+    """Least-squares intercept and slope of r on x (slope 0 when x does not vary or there
+    are fewer than 3 photos)."""
+    if len(r) < 3 or float(np.ptp(x)) == 0.0:
+        return float(np.mean(r)), 0.0
+    slope, intercept = np.polyfit(x, r, 1)
+    return float(intercept), float(slope)
+
+
+def conformal_interval(name: str, model: Sequence[float], tracing: Sequence[float],
+                       level: float = LEVEL) -> Interval:
+    """The :class:`Interval` of biomarker ``name`` from calibration photos' model and tracing
+    values (pairs with a missing value dropped): the residual's line on the model value,
+    and as half width the ``ceil((n + 1) * level)``-th smallest leave-one-out absolute
+    residual (each photo predicted by the line fitted without it, so the width is not
+    flattered by the fit); too few photos for ``level`` give an infinite half width."""
     kind = "relative" if name in RELATIVE else "additive"
-    if len(r) == 0:
-        return Interval(kind, math.nan, math.nan, 0)
-    shift = float(np.median(r))
-    scores = np.sort(np.abs(r - shift))
+    pairs = [(m, residual(name, m, t)) for m, t in zip(model, tracing, strict=True)]
+    pairs = [(m, r) for m, r in pairs if math.isfinite(r)]
+    if not pairs:
+        return Interval(kind, math.nan, 0.0, math.nan, 0)
+    m, r = np.array(pairs, dtype=np.float64).T
+    x = np.log(m) if kind == "relative" else m
+    intercept, slope = _line(x, r)
+    loo = []
+    for i in range(len(r)):
+        keep = np.arange(len(r)) != i
+        a, b = _line(x[keep], r[keep]) if keep.any() else (0.0, 0.0)
+        loo.append(abs(r[i] - a - b * x[i]))
     k = math.ceil((len(r) + 1) * level)
-    return Interval(kind, shift, float(scores[k - 1]) if k <= len(r) else math.inf, len(r))
+    half = float(np.sort(loo)[k - 1]) if k <= len(r) else math.inf
+    return Interval(kind, intercept, slope, half, len(r), (float(x.min()), float(x.max())))
 
 
 def stratum(analysis_scale: float | None) -> str:
@@ -135,20 +164,24 @@ class BiomarkerCalibration:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_sha256": self.model_sha256, "level": self.level,
-                "method": "split-conformal on the residual (log ratio for relative "
-                          "biomarkers, difference otherwise), centred on the median residual",
-                "strata": {s: {n: {"kind": iv.kind, "shift": iv.shift,
-                                   "half_width": iv.half_width if math.isfinite(iv.half_width)
-                                   else None, "n": iv.n} for n, iv in per.items()}
+                "method": "residual (log ratio for relative biomarkers, difference "
+                          "otherwise) = intercept + slope * model value (its log for relative "
+                          "ones, clamped to x_range); half_width = conformal quantile of the "
+                          "leave-one-out absolute residuals",
+                "strata": {s: {n: {"kind": iv.kind, "intercept": _num(iv.intercept),
+                                   "slope": iv.slope, "half_width": _num(iv.half_width),
+                                   "x_range": [_num(v) for v in iv.x_range], "n": iv.n}
+                               for n, iv in per.items()}
                            for s, per in self.strata.items()},
                 "meta": self.meta}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BiomarkerCalibration:
         def iv(e: dict[str, Any]) -> Interval:
-            hw = e["half_width"]
-            return Interval(str(e["kind"]), float(e["shift"]),
-                            math.inf if hw is None else float(hw), int(e["n"]))
+            lo, hi = e["x_range"]
+            return Interval(str(e["kind"]), _val(e["intercept"], math.nan),
+                            float(e["slope"]), _val(e["half_width"], math.inf), int(e["n"]),
+                            (_val(lo, -math.inf), _val(hi, math.inf)))
 
         return cls(str(d["model_sha256"]), float(d["level"]),
                    {s: {n: iv(e) for n, e in per.items()} for s, per in d["strata"].items()},
@@ -177,6 +210,15 @@ class BiomarkerCalibration:
         return cal
 
 
+def _num(x: float) -> float | None:
+    """JSON has no infinity or NaN: None."""
+    return float(x) if math.isfinite(x) else None
+
+
+def _val(x: float | None, missing: float) -> float:
+    return missing if x is None else float(x)
+
+
 def load_for(loaded: Any) -> tuple[BiomarkerCalibration | None, str]:
     """The calibration of a loaded model (``LoadedModel``: ``path``, ``sha256``), or None and
     the reason (no file, other weights) to show beside uncalibrated values."""
@@ -196,7 +238,7 @@ def fit(records: Sequence[dict[str, Any]], names: Sequence[str], model_sha256: s
     groups: dict[str, list[dict[str, Any]]] = {"pooled": list(records)}
     for r in records:
         groups.setdefault(stratum(r.get("analysis_scale")), []).append(r)
-    strata = {g: {n: conformal_interval(n, [residual(n, r["mask"][n], r["tracing"][n])
-                                            for r in recs], level) for n in names}
-              for g, recs in groups.items()}
+    strata = {g: {n: conformal_interval(n, [r["mask"][n] for r in recs],
+                                        [r["tracing"][n] for r in recs], level)
+                  for n in names} for g, recs in groups.items()}
     return BiomarkerCalibration(model_sha256, level, strata, dict(meta or {}))
