@@ -230,7 +230,7 @@ def fit_and_report(name: str, sets: dict[str, list[dict[str, Any]]], out: Path,
             "hrf_calibration_ids": cal_ids, "hrf_split_seed": SPLIT_SEED,
             "n_photos": len(cal),
             "photos_per_stratum": {s: sum(stratum(r["analysis_scale"]) == s for r in cal)
-                                   for s in {stratum(r["analysis_scale"]) for r in cal}}}
+                                   for s in sorted({stratum(r["analysis_scale"]) for r in cal})}}
     calibration = fit(cal, NAMES, loaded.sha256, meta=meta)
     write_json(loaded.path / CALIBRATION_FILE, calibration.to_dict())
     for recs in reported.values():
