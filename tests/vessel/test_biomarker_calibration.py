@@ -113,7 +113,8 @@ def test_skeleton_graph_equals_skans_on_tracings_and_shapes() -> None:
     wavy = np.zeros((80, 200), bool)
     x = np.arange(10, 190)
     wavy[(40 + 15 * np.sin(x / 12)).astype(int), x] = True
-    maps = [_bar(), _cross(), ring | _bar(3, (60, 60)), wavy, *_tracings()]
+    noisy = np.random.default_rng(3).random((120, 150)) < 0.35  # a factored-like sample
+    maps = [_bar(), _cross(), ring | _bar(3, (60, 60)), wavy, noisy, *_tracings()]
     for m in maps:
         sk = skeletonize(m)
         ours, ref = _skeleton_graph(sk), _skan_reference(sk)

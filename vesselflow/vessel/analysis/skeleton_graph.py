@@ -19,7 +19,6 @@ vectorised numpy/scipy code:
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,27 +98,37 @@ def chain_paths(g: SkeletonGraph) -> tuple[np.ndarray, np.ndarray]:
     order = members[np.lexsort((dist[members], comp[members]))]
     cid = comp[order]
     bounds = np.flatnonzero(np.r_[True, cid[1:] != cid[:-1], True])
-    # The stop node beside each chain end: its neighbour that is not inner.
-    stop_of = _stop_neighbours(g.graph, inner)
-    paths, lengths = [], []
-    for a, b in itertools.pairwise(bounds):
-        seq = order[a:b]
-        s0, s1 = stop_of[seq[0]], stop_of[seq[-1]]
-        if len(seq) == 1:
-            s0, s1 = s0[0], s0[1] if len(s0) > 1 else s0[0]
-        else:
-            s0, s1 = s0[0], s1[0]
-        paths.append(np.r_[s0, seq, s1])
-        lengths.append(len(seq) + 2)
-    indptr = np.r_[0, np.cumsum(lengths)].astype(np.intp)
-    return indptr, np.concatenate(paths).astype(np.intp)
+    n_chains = len(bounds) - 1
+    # The stop nodes beside each chain's ends (a one-node chain has both beside it).
+    first_stop, second_stop = _stop_neighbours(g.graph, inner)
+    head, tail = order[bounds[:-1]], order[bounds[1:] - 1]
+    single = bounds[1:] - bounds[:-1] == 1
+    s0 = first_stop[head]
+    s1 = np.where(single, np.where(second_stop[head] >= 0, second_stop[head], s0),
+                  first_stop[tail])
+    # Chain k's nodes shift by 2k + 1 (its own and the earlier chains' two stops).
+    chain_of = np.repeat(np.arange(n_chains), np.diff(bounds))
+    indices = np.empty(len(order) + 2 * n_chains, dtype=np.intp)
+    indices[np.arange(len(order)) + 2 * chain_of + 1] = order
+    indices[bounds[:-1] + 2 * np.arange(n_chains)] = s0
+    indices[bounds[1:] + 2 * np.arange(n_chains) + 1] = s1
+    indptr = (bounds + 2 * np.arange(n_chains + 1)).astype(np.intp)
+    return indptr, indices
 
 
-def _stop_neighbours(graph: sparse.csr_matrix, inner: np.ndarray) -> dict[int, list[int]]:
-    """For every inner node next to a stop node: those stop neighbours, in index order."""
+def _stop_neighbours(graph: sparse.csr_matrix, inner: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Per node: its first and second stop neighbour (non-inner, in index order), -1 if
+    none; defined for inner nodes."""
     coo = graph.tocoo()
     sel = inner[coo.row] & ~inner[coo.col]
-    out: dict[int, list[int]] = {}
-    for r, c in sorted(zip(coo.row[sel].tolist(), coo.col[sel].tolist(), strict=True)):
-        out.setdefault(r, []).append(c)
-    return out
+    rows, cols = coo.row[sel], coo.col[sel]
+    o = np.lexsort((cols, rows))
+    rows, cols = rows[o], cols[o]
+    first = np.full(len(inner), -1, dtype=np.intp)
+    second = np.full(len(inner), -1, dtype=np.intp)
+    uniq, start, count = np.unique(rows, return_index=True, return_counts=True)
+    first[uniq] = cols[start]
+    two = count > 1
+    second[uniq[two]] = cols[start[two] + 1]
+    return first, second
