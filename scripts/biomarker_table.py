@@ -157,4 +157,13 @@ def build(bench: dict[str, Any] | None) -> str:
             f"thread(s), load average {bench['load_average_before'][0]:.1f} on 2 cores "
             f"(target <= {limit:g} s wall: {ok}); first call in a process "
             f"{bio['first_call_seconds']:.1f} s.")
+    first = ROOT / "results" / "bench_first_image.json"
+    for label, r in (json.loads(first.read_text())["runs"].items() if first.exists() else []):
+        lines.append(
+            f"- First photo of a fresh `vesselflow segment` ({label}; `benchmarks/"
+            f"first_image.py`, {len(r['seconds_per_image'])} DRIVE test photos, 16 samples, "
+            f"load average {r['load_average_before'][0]:.1f} on 2 cores): first "
+            f"{r['first']:.2f} s, later median {r['later_median']:.2f} s, gap "
+            f"{r['gap_s']:+.2f} s (target <= {r['target_gap_s']:g} s: "
+            f"{'met' if r['met'] else 'MISSED'}).")
     return "\n".join(lines).rstrip() + "\n"

@@ -86,6 +86,20 @@ def photo_sets(data: Path) -> dict[str, list[Any]]:
     return sets
 
 
+def cache_settings(loaded: Any, samples: int, seed: int) -> dict[str, Any]:
+    """What a cached photo's record depends on besides the photo: the weights, the threshold,
+    the sampling, and the constants of ``auto``'s scale rule (which pick a high-resolution
+    photo's analysis scale)."""
+    from vesselflow.vessel.analysis import scale_rule
+    from vesselflow.vessel.models import threshold_for
+
+    rule = {k: getattr(scale_rule, k) for k in dir(scale_rule)
+            if k.isupper() and isinstance(getattr(scale_rule, k), (int, float, str, tuple))}
+    return {"version": CACHE_VERSION, "model_sha256": loaded.sha256, "samples": samples,
+            "seed": seed, "analysis_scale": "auto", "threshold": threshold_for(loaded, samples),
+            "scale_rule": json.loads(json.dumps(rule))}
+
+
 def measure_all(name: str, data: Path, samples: int, seed: int, cache: Path
                 ) -> dict[str, list[dict[str, Any]]]:
     """Every set's records for model ``name``, one cached JSON per photo."""
@@ -97,8 +111,7 @@ def measure_all(name: str, data: Path, samples: int, seed: int, cache: Path
     from vesselflow.vessel.models import load_model
 
     loaded = load_model(name)
-    settings = {"version": CACHE_VERSION, "model_sha256": loaded.sha256, "samples": samples,
-                "seed": seed, "analysis_scale": "auto"}
+    settings = cache_settings(loaded, samples, seed)
     out: dict[str, list[dict[str, Any]]] = {}
     for set_name, items in photo_sets(data).items():
         cond = set_name.split("+", 1)[1] if "+" in set_name else None
@@ -226,6 +239,7 @@ def fit_and_report(name: str, sets: dict[str, list[dict[str, Any]]], out: Path,
     cal, reported, cal_ids = split_sets(sets)
     command = "python scripts/calibrate_biomarkers.py"
     meta = {"command": command, "samples": samples, "seed": seed, "analysis_scale": "auto",
+            "cache_settings": cache_settings(loaded, samples, seed),
             "degradations": list(DEGRADATIONS), "calibration_sets": list(CALIBRATION_SETS),
             "hrf_calibration_ids": cal_ids, "hrf_split_seed": SPLIT_SEED,
             "n_photos": len(cal),

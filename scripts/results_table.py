@@ -227,6 +227,11 @@ def measured(_: str | None = None) -> str:
     bio = biomarker_table.measured_line()
     if bio:
         out.append(bio)
+    first = (_bench("bench_first_image.json") or {}).get("runs", {}).get("this checkout")
+    if first:
+        out.append(f"- **First photo of a run** (`vesselflow segment`, fresh process): "
+                   f"{first['gap_s']:+.2f} s slower than the next ones (target <= "
+                   f"{first['target_gap_s']:g} s: {_met(first['met'])}).")
     sr = _load("results/sr-cnf/metrics.json")
     if sr:
         below = [s for s in SR_SETS if s in sr["sets"]
