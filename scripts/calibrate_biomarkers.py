@@ -20,7 +20,8 @@ For each model it
 3. reports on the *reported* photos only: DRIVE's 20 test photos (with the second observer)
    and the other half of HRF: ``results/biomarkers/<model>/`` (``records.json`` with every
    photo's measurements, ``coverage.json``, ``per_image.csv``), from which
-   ``scripts/results_table.py`` builds the tables.
+   ``scripts/results_table.py`` builds the tables (run at the end: the README's coverage
+   table and docs/RESULTS.md are rewritten by this one command).
 
 Segmentation and the review keep using all 42 HRF photos; only this calibration splits them.
 """
@@ -312,6 +313,10 @@ def main() -> None:
               f"{time.time() - t0:.0f} s", flush=True)
         if not a.measure_only:
             fit_and_report(name, sets, a.out, a.samples, a.seed)
+    if not a.measure_only and a.out == OUT:  # the README and RESULTS tables, from results/
+        import subprocess
+
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py")], check=True)
 
 
 if __name__ == "__main__":

@@ -91,3 +91,19 @@ def test_pixel_size_sets_micrometres_and_factored_note(setup, tmp_path: Path) ->
     assert "not vessel maps" in json.loads((out / "run.json").read_text())["biomarkers"]["note"]
     assert run("-i", root / "in" / "a.png", "-o", tmp_path / "bad", "--model",
                models["cnf"], "--pixel-size", "-3", "--no-progress") == 2
+
+
+def test_a_run_from_before_the_calibrated_columns_is_not_continued(setup, tmp_path: Path,
+                                                                    capsys) -> None:
+    """Its rows hold the samples' intervals as the columns: one CSV must not mix the two."""
+    root, models = setup
+    out = tmp_path / "old"
+    args = ("-i", root / "in" / "a.png", "-o", out, "--model", models["cnf"], "--samples",
+            "2", "--no-progress")
+    assert run(*args) == 0
+    path = out / ".vesselflow" / "settings.json"
+    settings = json.loads(path.read_text())
+    settings.pop("biomarker_columns")  # as written before the calibrated columns
+    path.write_text(json.dumps(settings))
+    assert run(*args, "--continue") == 2
+    assert "biomarker_columns was 'samples', now 'calibrated'" in capsys.readouterr().err

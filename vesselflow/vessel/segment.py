@@ -125,12 +125,16 @@ def _settings(loaded: LoadedModel, samples: int, temperature: float, threshold: 
                 "analysis_scale": str(analysis_scale)}
     if fov_degrees != DRIVE_FOV_DEGREES:  # only when set: earlier runs (no key) still continue
         settings["fov_degrees"] = fov_degrees
+    if biomarkers:  # the CSV's columns: one run's rows must share them
+        settings["biomarker_columns"] = "calibrated"
     return settings
 
 
 # Settings of runs from before they existed: runs from before biomarkers made none (they
-# resume with --no-biomarkers); runs from before the analysis scale analysed at scale 1.
-SETTINGS_BEFORE = {"biomarkers": False, "pixel_size_um": None, "analysis_scale": "1.0"}
+# resume with --no-biomarkers); runs from before the analysis scale analysed at scale 1;
+# runs from before the calibrated biomarkers wrote the samples' intervals as the columns.
+SETTINGS_BEFORE = {"biomarkers": False, "pixel_size_um": None, "analysis_scale": "1.0",
+                   "biomarker_columns": "samples"}
 
 
 def parse_threshold(text: str | float) -> str | float:
