@@ -45,8 +45,10 @@ LEVEL = 0.9
 RELATIVE = ("vessel_density", "length_density", "branch_point_density", "end_point_density",
             "calibre_mean_px", "calibre_median_px", "calibre_mean_um", "calibre_median_um")
 """Biomarkers calibrated on the log ratio (they scale with the map's size); others additive."""
-STRATA = ((0.0, 1.25, "scale 1"), (1.25, math.inf, "scale > 1"))
-"""(low, high, name): analysis-scale strata, each calibrated on its own photos."""
+STRATA = ((0.0, 1.05, "scale 1"), (1.05, math.inf, "scale > 1"))
+"""(low, high], name: analysis-scale strata, each calibrated on its own photos. ``auto``
+returns exactly 1 within its 5 % tolerance (:data:`vesselflow.vessel.analysis.scale_rule.
+TOLERANCE`), so "scale > 1" holds every photo it enlarged to use a camera's extra pixels."""
 MIN_STRATUM = 10
 """A stratum with fewer calibration photos uses the pooled calibration."""
 
@@ -131,7 +133,7 @@ def conformal_interval(name: str, model: Sequence[float], tracing: Sequence[floa
 def stratum(analysis_scale: float | None) -> str:
     """The name of the analysis-scale stratum a photo falls in (None: analysed as it is = 1)."""
     s = 1.0 if analysis_scale is None else float(analysis_scale)
-    return next(n for lo, hi, n in STRATA if lo <= s < hi)
+    return next((n for lo, hi, n in STRATA if lo < s <= hi), STRATA[0][2])
 
 
 @dataclass

@@ -354,7 +354,8 @@ def um_note(scale: PixelScale) -> str:
     """What the um values rest on: the given pixel size, or an estimate from the FOV."""
     if scale.source == "given":
         return "from the given pixel size"
-    return (f"estimates: {scale.source} (assumed; give --pixel-size for measured um)")
+    return (f"estimates: {scale.source.removeprefix('estimated: ')} (assumed; give "
+            f"--pixel-size for measured um)")
 
 
 def biomarker_report(mask: np.ndarray, samples: Iterable[np.ndarray] | None, fov: np.ndarray,
