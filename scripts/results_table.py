@@ -618,7 +618,8 @@ BUILDERS: dict[str, Callable[[str | None], str]] = {
     "headline": headline, "measured": measured, "drive": drive, "drive-reading": drive_reading,
     "training": training, "sr": sr, "speed": speed, "train-speed": train_speed,
     "generalisation": generalisation, "ablation": ablation, "review": review,
-    "biomarkers": biomarkers, "biomarker-coverage": biomarker_coverage}
+    "biomarkers": biomarkers}
+BUILDERS["biomarker-coverage"] = biomarker_coverage
 BLOCK = re.compile(r"(<!-- GENERATED (\S+)(?: (\S+))? -->\n).*?(<!-- /GENERATED -->)", re.S)
 INCLUDE = re.compile(r"(<!-- INCLUDE (\S+) -->\n).*?(<!-- /INCLUDE -->)", re.S)
 
