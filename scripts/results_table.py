@@ -619,9 +619,9 @@ BUILDERS: dict[str, Callable[[str | None], str]] = {
     "training": training, "sr": sr, "speed": speed, "train-speed": train_speed,
     "generalisation": generalisation, "ablation": ablation, "review": review,
     "biomarkers": biomarkers}
-BUILDERS["biomarker-coverage"] = biomarker_coverage
 BLOCK = re.compile(r"(<!-- GENERATED (\S+)(?: (\S+))? -->\n).*?(<!-- /GENERATED -->)", re.S)
 INCLUDE = re.compile(r"(<!-- INCLUDE (\S+) -->\n).*?(<!-- /INCLUDE -->)", re.S)
+BUILDERS["biomarker-coverage"] = biomarker_coverage  # README's coverage table
 
 
 def include(text: str) -> str:
