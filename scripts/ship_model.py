@@ -54,11 +54,6 @@ def main() -> None:
     ap.add_argument("--no-quality", action="store_true",
                     help="skip calibrating the review (vesselflow.vessel.evaluation."
                     "review_calibration: ~84 maps of DRIVE's training images, minutes)")
-    ap.add_argument("--no-biomarker-calibration", action="store_true",
-                    help="skip calibrating the biomarkers' prediction intervals "
-                    "(scripts/calibrate_biomarkers.py: ~150 labelled photos, 30-60 min on one "
-                    "thread; run it later, until then the intervals are refused as made for "
-                    "other weights)")
     ap.add_argument("--threshold-samples", type=int, default=None,
                     help="samples per validation image the a-priori threshold is chosen at "
                     "(default THRESHOLD_SAMPLES, the evaluation's 100); a threshold already "
@@ -66,6 +61,11 @@ def main() -> None:
     ap.add_argument("--threshold-table", action="store_true",
                     help="(re)choose the per-count thresholds on the validation split "
                     "(choose_thresholds); a run's own table is kept otherwise")
+    ap.add_argument("--no-biomarker-calibration", action="store_true",
+                    help="skip calibrating the biomarkers' prediction intervals "
+                    "(scripts/calibrate_biomarkers.py: ~150 labelled photos, 30-60 min on one "
+                    "thread; run it later, until then the intervals are refused as made for "
+                    "other weights)")
     a = ap.parse_args()
 
     from vesselflow.vessel.train.validation import (
