@@ -15,7 +15,7 @@ number that a results file holds.
 Reads ``results/<model>/metrics.json`` (``vesselflow evaluate``, ``vesselflow sr evaluate``),
 ``results/previous/<model>/`` (the weights the shipped ones replaced: metrics.json, and
 training.json from ``scripts/previous_weights.py --record``), ``results/generalisation/``,
-``results/review_flags/``, ``results/biomarkers-*`` (via ``biomarker_table.py``),
+``results/review_flags/``, ``results/biomarkers/`` (via ``biomarker_table.py``),
 ``results/bench_*.json`` and the shipped models' ``config.json``. Paper figures are quoted
 from the paper (Winkler et al. 2019, Tables 2-3) and labelled as such.
 """
@@ -52,8 +52,6 @@ SR_SETS = ("Set5", "Set14", "BSD100")
 # Paper (Winkler et al. 2019, Table 2) x2: CNF bpd, PSNR, SSIM; SRCNN PSNR as quoted there.
 SR_PAPER = {"Set5": (2.11, 36.2, 0.957, 36.7), "Set14": (2.51, 32.5, 0.911, 32.4),
             "BSD100": (2.33, 31.4, 0.893, 31.4)}
-# The biomarker runs evaluated cnf-drive 4d34cd85 with the 16-sample threshold it had here.
-BIOMARKER_WEIGHTS_COMMIT = "1abccd5"
 
 
 def _load(rel: str | Path) -> dict | None:
@@ -228,15 +226,14 @@ def measured(_: str | None = None) -> str:
                    f"{_rate(c['bad_flagged'], c['bad'], rec >= RECALL_TARGET)}; good maps "
                    f"flagged (<= {FALSE_ALARM_TARGET:.0%}): "
                    f"{_rate(c['good_flagged'], c['good'], fa <= FALSE_ALARM_TARGET)}.")
-    bio = biomarker_table.load("biomarkers-drive")
-    if bio and "biomarkers" in bio:
-        cov = biomarker_table.coverage(bio)
-        ok = all((v or 0) >= biomarker_table.TARGET for v in cov.values())
-        out.append("- **Vessel biomarkers**: the samples' 95% intervals cover the tracing on "
-                   + ", ".join(f"{v:.2f}" for v in cov.values() if v is not None)
-                   + f" of DRIVE test images for {', '.join(cov)} (target >= "
-                   f"{biomarker_table.TARGET}: {_met(ok)}; measured with the previous weights "
-                   f"{_sha(bio['model']['sha256'])}).")
+    bio = biomarker_table.measured_line()
+    if bio:
+        out.append(bio)
+    first = (_bench("bench_first_image.json") or {}).get("runs", {}).get("this checkout")
+    if first:
+        out.append(f"- **First photo of a run** (`vesselflow segment`, fresh process): "
+                   f"{first['gap_s']:+.2f} s slower than the next ones (target <= "
+                   f"{first['target_gap_s']:g} s: {_met(first['met'])}).")
     sr = _load("results/sr-cnf/metrics.json")
     if sr:
         below = [s for s in SR_SETS if s in sr["sets"]
@@ -607,39 +604,17 @@ def review(_: str | None = None) -> str:
 
 
 def biomarkers(_: str | None = None) -> str:
-    """The biomarker tables, how to regenerate them, and the bpd cross-check."""
-    body = biomarker_table.build(_bench("bench_segment.json"))
-    m = biomarker_table.load("biomarkers-drive")
-    if not m:
-        return body
-    sha = m["model"]["sha256"]
-    shipped = _config("cnf-drive")["meta"].get("sha256")
-    same = {k: r for k, (r, _) in _drive_rows().items() if r["model"]["sha256"] == sha}
-    notes = []
-    if sha != shipped:
-        notes.append(f"These are the previous cnf-drive weights {_sha(sha)} (not the shipped "
-                     f"{_sha(shipped)}), with the a-priori threshold "
-                     f"{m['threshold']:.4f} they had at commit {BIOMARKER_WEIGHTS_COMMIT}; "
-                     f"the tables have not been re-run for the shipped weights.")
-    for k, r in same.items():
-        notes.append(f"DRIVE test images are not rescaled: the {m['n_samples']}-sample run's "
-                     f"bpd ({m['bpd']:.4f} per pixel) matches the {r['n_samples']}-sample "
-                     f"evaluation of the same weights ({k}: {r['bpd']:.4f}).")
-    model = "cnf-drive"
-    cmds = ["python scripts/hrf_pairs.py ../shared/data/HRF benchmarks/hrf_pairs.csv"]
-    if sha != shipped:
-        model = "runs/biomarkers/cnf-drive"
-        cmds.append(f"python scripts/previous_weights.py --commit {BIOMARKER_WEIGHTS_COMMIT} "
-                    f"--models cnf-drive --out runs/biomarkers")
-    h = biomarker_table.load("biomarkers-hrf") or {}
-    cmds += [f"OMP_NUM_THREADS=1 vesselflow evaluate --model {model} --drive {DRIVE} "
-             f"--samples {m['n_samples']} --out results/biomarkers-drive"]
-    if h:
-        cmds.append(f"OMP_NUM_THREADS=1 vesselflow evaluate --model {model} --pairs "
-                    f"benchmarks/hrf_pairs.csv --samples {h['n_samples']} --limit "
-                    f"{h['n_images']} --out results/biomarkers-hrf")
-    return (body + "\n" + " ".join(notes) + "\n\nRegenerate (one torch thread each):\n\n"
-            + "\n".join(_regenerate(cmds)) + "\n")
+    """The biomarker tables (every cell, both models) and how to regenerate them."""
+    body = biomarker_table.build(_bench("bench_biomarkers.json"))
+    return (body + "\nRegenerate (one torch thread; measures cached per photo, refits, "
+            "writes `vesselflow/weights/<model>/biomarkers.json` and `results/biomarkers/`):"
+            "\n\n" + "\n".join(_regenerate([f"OMP_NUM_THREADS=1 {biomarker_table.COMMAND}"]))
+            + "\n")
+
+
+def biomarker_coverage(_: str | None = None) -> str:
+    """README: cnf-drive's calibrated-interval coverage table."""
+    return biomarker_table.readme()
 
 
 BUILDERS: dict[str, Callable[[str | None], str]] = {
@@ -649,6 +624,7 @@ BUILDERS: dict[str, Callable[[str | None], str]] = {
     "biomarkers": biomarkers, "scale": scale_table.build}
 BLOCK = re.compile(r"(<!-- GENERATED (\S+)(?: (\S+))? -->\n).*?(<!-- /GENERATED -->)", re.S)
 INCLUDE = re.compile(r"(<!-- INCLUDE (\S+) -->\n).*?(<!-- /INCLUDE -->)", re.S)
+BUILDERS["biomarker-coverage"] = biomarker_coverage  # README's coverage table
 
 
 def include(text: str) -> str:

@@ -13,8 +13,10 @@ Writes ``model.safetensors`` and ``config.json`` (model config + meta: the a-pri
 chosen on DRIVE's validation split on the mean of as many samples as the evaluation uses
 (``THRESHOLD_SAMPLES``, 100), the test
 metrics from ``vesselflow evaluate`` with their 95% bootstrap intervals, the training command,
-steps, wall time and hardware, and the weights' sha256), plus a short ``MODEL_CARD.md``. An
-evaluation run with another threshold than the shipped one is refused.
+steps, wall time and hardware, and the weights' sha256), plus a short ``MODEL_CARD.md``, the
+review calibration and (unless ``--no-biomarker-calibration``) the biomarkers' calibration
+(``scripts/calibrate_biomarkers.py``, ``biomarkers.json``). An evaluation run with another
+threshold than the shipped one is refused.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def main() -> None:
     ap.add_argument("--threshold-table", action="store_true",
                     help="(re)choose the per-count thresholds on the validation split "
                     "(choose_thresholds); a run's own table is kept otherwise")
+    ap.add_argument("--no-biomarker-calibration", action="store_true",
+                    help="skip calibrating the biomarkers' prediction intervals "
+                    "(scripts/calibrate_biomarkers.py: ~150 labelled photos, 30-60 min on one "
+                    "thread; run it later, until then the intervals are refused as made for "
+                    "other weights)")
     a = ap.parse_args()
 
     from vesselflow.vessel.train.validation import (
@@ -137,6 +144,13 @@ def main() -> None:
         calibration.meta["command"] = (f"python scripts/ship_model.py --name {a.name} (calibrate, "
                                f"--drive {repo_path(a.drive)})")
         write_json(dest / CALIBRATION_FILE, calibration.to_dict())
+    if not a.no_biomarker_calibration:
+        import subprocess
+        import sys
+
+        print("calibrating the biomarkers (scripts/calibrate_biomarkers.py) ...", flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).with_name("calibrate_biomarkers.py")),
+                        "--models", a.name], check=True)
     print(f"shipped {a.name} -> {dest} (sha256 {digest[:16]}...)")
 
 

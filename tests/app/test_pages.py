@@ -178,8 +178,9 @@ def test_segment_vessel_measurements_table_with_intervals_and_download() -> None
     [table] = at.dataframe
     df = table.value
     assert list(df["biomarker"]) == list(BIOMARKER_NAMES)
-    assert {"unit", "on the mask", "sample mean ± sd", "95% interval of samples"} <= set(df)
-    assert {"µm", "px", "1/mm²"} <= set(df["unit"])
+    assert {"unit", "estimate (a grader's tracing)", "90% prediction interval",
+            "model value (mask)", "model uncertainty (samples 2.5–97.5%)"} <= set(df)
+    assert {"µm (estimate, assumed field)", "px", "1/mm²"} <= set(df["unit"])
     assert any("the 4 samples" in c.value for c in at.caption)
     assert "Measurements CSV" in [b.label for b in at.download_button]
 

@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
+from vesselflow.vessel.biomarker_table import display_table, report_csv
 from vesselflow.vessel.biomarkers import (
     FACTORED_NOTE,
     NAMES,
     PixelScale,
     biomarker_report,
     box_counting_dimension,
-    display_table,
     measure,
     pixel_scale,
-    report_csv,
     summarize_samples,
 )
 
@@ -168,10 +167,16 @@ def test_sample_summary_and_report() -> None:
     assert 2 <= cal["lo"] < cal["hi"] <= 4 and cal["sd"] > 0
     assert rep.mask["calibre_median_px"] == pytest.approx(3.0, abs=0.5)
     row = rep.row()
-    assert {f"{n}_{s}" for n in NAMES for s in ("mean", "sd", "lo", "hi")} <= set(row)
+    assert {f"{n}_model_uncertainty_{s}" for n in NAMES for s in ("mean", "sd", "lo", "hi")
+            } <= set(row)
     table = display_table(rep)
-    assert len(table) == len(NAMES) and "–" in table[0]["95% interval of samples"]
-    assert report_csv(rep, "x.png").decode().count("\n") == len(NAMES) + 1
+    assert len(table) == len(NAMES)
+    assert "–" in table[0]["model uncertainty (samples 2.5–97.5%)"]
+    # Rows, header, and two "#" lines: the calibration (here none) and the um values' basis.
+    text = report_csv(rep, "x.png").decode()
+    assert text.count("\n") == len(NAMES) + 3 and "# uncalibrated" in text
+    assert "# um values: estimates" in report_csv(biomarker_report(
+        mask, None, fov, pixel_scale(500.0)), "x.png").decode()
     # The factored model's samples carry the warning.
     assert biomarker_report(mask, samples, fov, UNIT, kind="factored").note == FACTORED_NOTE
     s = summarize_samples([{n: float(rng.normal()) for n in NAMES} for _ in range(4000)])

@@ -56,9 +56,15 @@ def test_biomarkers_csv_one_row_per_image_listed_in_run_json(setup, tmp_path: Pa
     for r in table.values():
         assert int(r["n_samples"]) == 3 and r["pixel_size_source"].startswith("estimated")
         for name in NAMES:
-            assert {name, f"{name}_mean", f"{name}_sd", f"{name}_lo", f"{name}_hi"} <= set(r)
+            assert {name, f"{name}_pi90_lo", f"{name}_pi90_hi", f"{name}_model",
+                    *(f"{name}_model_uncertainty_{s}" for s in ("mean", "sd", "lo", "hi"))
+                    } <= set(r)
         assert 0 <= float(r["vessel_density"]) <= 1
-        assert float(r["vessel_density_lo"]) <= float(r["vessel_density_hi"])
+        assert float(r["vessel_density_model_uncertainty_lo"]) <= float(
+            r["vessel_density_model_uncertainty_hi"])
+        # A model trained here has no calibration: the value is the model's, and says so.
+        assert r["vessel_density"] == r["vessel_density_model"]
+        assert r["calibration"].startswith("uncalibrated") and r["um_values"].startswith("est")
         # 176 px inputs are enlarged ~3.3x for analysis: calibre px is in INPUT pixels.
         assert float(r["scale_factor"]) > 3
     record = json.loads((out / "run.json").read_text())
@@ -85,3 +91,19 @@ def test_pixel_size_sets_micrometres_and_factored_note(setup, tmp_path: Path) ->
     assert "not vessel maps" in json.loads((out / "run.json").read_text())["biomarkers"]["note"]
     assert run("-i", root / "in" / "a.png", "-o", tmp_path / "bad", "--model",
                models["cnf"], "--pixel-size", "-3", "--no-progress") == 2
+
+
+def test_a_run_from_before_the_calibrated_columns_is_not_continued(setup, tmp_path: Path,
+                                                                    capsys) -> None:
+    """Its rows hold the samples' intervals as the columns: one CSV must not mix the two."""
+    root, models = setup
+    out = tmp_path / "old"
+    args = ("-i", root / "in" / "a.png", "-o", out, "--model", models["cnf"], "--samples",
+            "2", "--no-progress")
+    assert run(*args) == 0
+    path = out / ".vesselflow" / "settings.json"
+    settings = json.loads(path.read_text())
+    settings.pop("biomarker_columns")  # as written before the calibrated columns
+    path.write_text(json.dumps(settings))
+    assert run(*args, "--continue") == 2
+    assert "biomarker_columns was 'samples', now 'calibrated'" in capsys.readouterr().err

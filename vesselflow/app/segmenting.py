@@ -177,10 +177,13 @@ def summary(loaded: LoadedModel, result: Segmentation, threshold: float) -> Imag
 @st.cache_data(max_entries=24, show_spinner=False)
 def _biomarkers_cached(model_key: str, image_key: str, name: str, params: SamplingParams,
                        threshold: float, pixel_size: float | None, kind: str,
-                       _result: Segmentation, _summary: ImageSummary) -> BiomarkerReport:
+                       _result: Segmentation, _summary: ImageSummary,
+                       _loaded: LoadedModel) -> BiomarkerReport:
+    from vesselflow.vessel.biomarker_calibration import load_for
     from vesselflow.vessel.biomarkers import segmentation_report
 
-    return segmentation_report(_result, _summary, kind, pixel_size)
+    cal, why = load_for(_loaded)  # only for these weights' sha256 (model_key), else None
+    return segmentation_report(_result, _summary, kind, pixel_size, cal, why)
 
 
 def biomarkers(loaded: LoadedModel, item: InputImage, result: Segmentation,
@@ -190,7 +193,7 @@ def biomarkers(loaded: LoadedModel, item: InputImage, result: Segmentation,
     with st.spinner(f"Measuring the vessels of the mask and of {result.n} samples…"):
         return _biomarkers_cached(loaded.sha256, item.key, image_id(item), params,
                                   summary.threshold, pixel_size, loaded.config.kind, result,
-                                  summary)
+                                  summary, loaded)
 
 
 def run_record(loaded: LoadedModel, item: InputImage, result: Segmentation,

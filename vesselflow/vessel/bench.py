@@ -164,8 +164,8 @@ def _time_quality(loaded: Any, image_path: Path, spec: dict[str, Any]) -> dict[s
 def _time_biomarkers(loaded: Any, image_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
     """Time :func:`vesselflow.vessel.biomarkers.segmentation_report` on N samples of the image.
 
-    Sampling is not included (it is timed above); the first call, which compiles skan's
-    numba code (once per process), is reported apart as ``first_call_seconds``.
+    Sampling is not included (it is timed above); the first call in the process (imports,
+    first-use costs) is reported apart as ``first_call_seconds``.
     """
     from vesselflow.io.images import read_image
     from vesselflow.vessel.analysis.pipeline import segment_image
@@ -295,7 +295,7 @@ def _format(res: dict[str, Any]) -> str:
                    if target else "")
         lines.append(f"    biomarkers of {bio['samples']} samples + mask: {bio['seconds']:.2f} s "
                      f"(cpu {bio['cpu_seconds']:.2f} s; first call {bio['first_call_seconds']:.1f}"
-                     f" s with skan's numba compile){verdict}")
+                     f" s){verdict}")
     big = res.get("large")
     if big:
         ok_t, ok_m = (big["seconds"] <= TARGETS["large_16"],

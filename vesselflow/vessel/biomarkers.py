@@ -8,7 +8,7 @@ One map (H, W) bool and its FOV (H, W) bool give (:data:`BIOMARKERS`):
   pixels with >= 3 skeleton neighbours) and end pixels (1 neighbour) per mm^2 of FOV;
 * ``fractal_dimension``: box counting on the vessel MAP (not the skeleton): the slope of
   log N(s) against log(1 / s) for square boxes of s = 2, 4, ..., 2^k pixels;
-* ``tortuosity``: per skeleton segment (skan path between junctions / ends, chord >= 10 px,
+* ``tortuosity``: per skeleton segment (path between junctions / ends, chord >= 10 px,
   loops excluded) arc length / chord length, the arc measured on the path smoothed by a
   5-point moving average (the 8-connected pixel path of a straight oblique line is up to 8 %
   longer than the line); reported as the length-weighted mean over segments;
@@ -18,7 +18,8 @@ One map (H, W) bool and its FOV (H, W) bool give (:data:`BIOMARKERS`):
   the ridge. Exact for axis-aligned bars of any width (odd or even) and for discs (pixel
   span); oblique bars within about 0.5 px (median).
 
-The skeleton is ``skimage.morphology.skeletonize`` and its graph is skan's; no graph code here.
+The skeleton is ``skimage.morphology.skeletonize`` and its graph skan's, built without numba
+(:mod:`vesselflow.vessel.analysis.skeleton_graph`).
 The mask's skeleton comes from the per-image summary
 (:class:`vesselflow.vessel.analysis.summary.ImageSummary`), which the review shares.
 
@@ -35,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -154,7 +155,7 @@ def box_counting_dimension(mask: np.ndarray, max_box: int | None = None) -> floa
 
 def _smoothed_arc_lengths(coords: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
                           half: int = SMOOTH_HALF_WINDOW) -> np.ndarray:
-    """Arc length of every skan path after a moving average along it (ends kept).
+    """Arc length of every path after a moving average along it (ends kept).
 
     Vectorised over all paths: each point averages the points within ``half`` of it on its
     own path (the window shrinks symmetrically near the ends, so end points stay put).
@@ -223,31 +224,31 @@ def measure(mask: np.ndarray, fov: np.ndarray, scale: PixelScale,
 
 
 def _skeleton_graph(sk: np.ndarray) -> tuple[float, int, int, float]:
-    """(length px, junctions, end points, tortuosity) of a skeleton, from skan's graph."""
-    from skan import Skeleton
+    """(length px, junctions, end points, tortuosity) of a skeleton, from its graph
+    (:mod:`vesselflow.vessel.analysis.skeleton_graph`: skan's graph in numpy/scipy)."""
+    from vesselflow.vessel.analysis.skeleton_graph import chain_paths, skeleton_graph
 
     if int(sk.sum()) < 2:  # a lone pixel: no path, no junction, no end
         return 0.0, 0, 0, float("nan")
-    skel = Skeleton(sk, keep_images=False)
-    length = float(skel.path_lengths().sum())  # 8-connected pixel path length (px)
+    g = skeleton_graph(sk)
     deg = np.zeros(sk.shape, dtype=np.int32)
-    rc = np.round(skel.coordinates).astype(np.intp)
-    deg[rc[:, 0], rc[:, 1]] = skel.degrees[: len(rc)]
+    deg[g.coordinates[:, 0], g.coordinates[:, 1]] = g.degrees
     # A junction is often a cluster of adjacent degree->=3 pixels: count clusters.
     n_junctions = int(ndi.label(deg >= 3, structure=np.ones((3, 3)))[1])
     n_ends = int((deg == 1).sum())
 
     # Tortuosity per segment: smoothed arc / chord, loops and short segments left out.
-    indptr, indices = skel.paths.indptr, skel.paths.indices
-    first, last = indices[indptr[:-1]], indices[np.maximum(indptr[1:] - 1, indptr[:-1])]
-    chord = np.linalg.norm(skel.coordinates[first] - skel.coordinates[last], axis=1)
-    ok = (chord >= MIN_CHORD_PX) & (first != last)
+    indptr, indices = chain_paths(g)
     tort = float("nan")
-    if ok.any():
-        arc = _smoothed_arc_lengths(skel.coordinates, indptr, indices)[ok]
-        t = np.maximum(arc / chord[ok], 1.0)  # smoothing can cut a hair off a straight line
-        tort = float(np.sum(t * arc) / np.sum(arc))
-    return length, n_junctions, n_ends, tort
+    if len(indptr) > 1:
+        first, last = indices[indptr[:-1]], indices[indptr[1:] - 1]
+        chord = np.linalg.norm(g.coordinates[first] - g.coordinates[last], axis=1)
+        ok = (chord >= MIN_CHORD_PX) & (first != last)
+        if ok.any():
+            arc = _smoothed_arc_lengths(g.coordinates, indptr, indices)[ok]
+            t = np.maximum(arc / chord[ok], 1.0)  # smoothing can cut a hair off a straight line
+            tort = float(np.sum(t * arc) / np.sum(arc))
+    return g.length, n_junctions, n_ends, tort
 
 
 def _calibre(m: np.ndarray, sk: np.ndarray) -> tuple[float, float]:
@@ -277,84 +278,113 @@ def summarize_samples(values: Sequence[dict[str, float]]) -> dict[str, dict[str,
     return out
 
 
+class Calibrator(Protocol):
+    """What a report needs of a calibration (:class:`vesselflow.vessel.biomarker_calibration.
+    BiomarkerCalibration`): estimate and 90% prediction interval per model value."""
+
+    level: float
+    model_sha256: str
+
+    def apply(self, values: dict[str, float], analysis_scale: float | None
+              ) -> dict[str, dict[str, float]]: ...
+
+
 @dataclass
 class BiomarkerReport:
-    """Biomarkers of one image: on the thresholded mean map and over the samples."""
+    """Biomarkers of one image: on the thresholded mean map (the model value), its calibrated
+    estimate of a grader's tracing with a prediction interval, and over the samples (the
+    model uncertainty).
+
+    ``calibrated``: per biomarker ``estimate``, ``lo``, ``hi`` (None: uncalibrated, for the
+    reason in ``calibration``, which otherwise names the calibration).
+    """
 
     mask: dict[str, float]
     samples: dict[str, dict[str, float]]
     n_samples: int
     scale: PixelScale
     note: str = ""
+    calibrated: dict[str, dict[str, float]] | None = None
+    calibration: str = ""
+
+    def value(self, name: str) -> tuple[float, float, float]:
+        """(reported value, interval lo, hi): the calibrated estimate and its prediction
+        interval, or the model value and NaNs when uncalibrated."""
+        if self.calibrated is None:
+            return self.mask[name], float("nan"), float("nan")
+        c = self.calibrated[name]
+        return c["estimate"], c["lo"], c["hi"]
 
     def row(self) -> dict[str, Any]:
-        """Flat CSV row: ``<name>`` (mask) and ``<name>_mean/_sd/_lo/_hi`` per biomarker."""
+        """Flat CSV row per biomarker: ``<name>`` the reported value (calibrated estimate of
+        a grader's tracing), ``<name>_pi90_lo/_hi`` its prediction interval, ``<name>_model``
+        the model's value (mask), ``<name>_model_uncertainty_mean/_sd/_lo/_hi`` the samples'
+        mean, sd and 2.5 / 97.5 % percentiles."""
         row: dict[str, Any] = {"n_samples": self.n_samples,
                                "scale_factor": round(self.scale.factor, 4),
                                "um_per_input_px": round(self.scale.input_um_per_px, 3),
-                               "pixel_size_source": self.scale.source}
+                               "pixel_size_source": self.scale.source,
+                               "um_values": um_note(self.scale),
+                               "calibration": self.calibration}
         for name in NAMES:
-            row[name] = self.mask[name]
+            row[name], row[f"{name}_pi90_lo"], row[f"{name}_pi90_hi"] = self.value(name)
+            row[f"{name}_model"] = self.mask[name]
             for s in STATS:
-                row[f"{name}_{s}"] = self.samples[name][s]
+                row[f"{name}_model_uncertainty_{s}"] = self.samples[name][s]
         if self.note:
             row["note"] = self.note
         return row
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per biomarker (for display): name, unit, mask value, sample statistics."""
+        """One row per biomarker (for display): the reported value and its interval, the
+        model value, the samples' statistics (model uncertainty)."""
         rows = []
         for name, (unit, what) in BIOMARKERS.items():
             s = self.samples[name]
-            rows.append({"biomarker": name, "unit": unit, "mask": self.mask[name],
-                         "sample_mean": s["mean"], "sample_sd": s["sd"],
-                         "interval_2.5%": s["lo"], "interval_97.5%": s["hi"],
+            v, lo, hi = self.value(name)
+            rows.append({"biomarker": name, "unit": unit, "estimate": v,
+                         "pi90_lo": lo, "pi90_hi": hi, "model": self.mask[name],
+                         "model_uncertainty_mean": s["mean"], "model_uncertainty_sd": s["sd"],
+                         "model_uncertainty_2.5%": s["lo"], "model_uncertainty_97.5%": s["hi"],
                          "description": what})
         return rows
 
 
+def um_note(scale: PixelScale) -> str:
+    """What the um values rest on: the given pixel size, or an estimate from the FOV."""
+    if scale.source == "given":
+        return "from the given pixel size"
+    return (f"estimates: {scale.source.removeprefix('estimated: ')} (assumed; give "
+            f"--pixel-size for measured um)")
+
+
 def biomarker_report(mask: np.ndarray, samples: Iterable[np.ndarray] | None, fov: np.ndarray,
                      scale: PixelScale, kind: str = "cnf",
-                     skeleton: np.ndarray | None = None) -> BiomarkerReport:
+                     skeleton: np.ndarray | None = None, calibration: Calibrator | None = None,
+                     analysis_scale: float | None = None,
+                     uncalibrated_reason: str = "") -> BiomarkerReport:
     """Biomarkers of the mask and of every sample (all (H, W) bool at the analysis scale);
-    ``skeleton``: the mask's, when already computed."""
+    ``skeleton``: the mask's, when already computed; ``calibration``: the model's (its
+    estimate and interval for a photo at ``analysis_scale``), else uncalibrated for
+    ``uncalibrated_reason``."""
     values = [measure(s, fov, scale) for s in (samples if samples is not None else [])]
-    return BiomarkerReport(measure(mask, fov, scale, skeleton), summarize_samples(values),
-                           len(values), scale, FACTORED_NOTE if kind == "factored" else "")
+    mask_values = measure(mask, fov, scale, skeleton)
+    cal = None if calibration is None else calibration.apply(mask_values, analysis_scale)
+    why = (f"{calibration.level:.0%} prediction interval of a grader's tracing, calibrated "
+           f"for weights {calibration.model_sha256[:12]}" if calibration is not None
+           else f"uncalibrated: {uncalibrated_reason or 'no calibration given'}")
+    return BiomarkerReport(mask_values, summarize_samples(values), len(values), scale,
+                           FACTORED_NOTE if kind == "factored" else "", cal, why)
 
 
 def segmentation_report(seg: Segmentation, summary: ImageSummary, kind: str = "cnf",
-                        pixel_size_um: float | None = None) -> BiomarkerReport:
+                        pixel_size_um: float | None = None,
+                        calibration: Calibrator | None = None,
+                        uncalibrated_reason: str = "") -> BiomarkerReport:
     """:func:`biomarker_report` of a segmentation: its summary's mask and skeleton, its
-    samples, the pixel scale of its rescale and camera field (``seg.fov_degrees``)."""
+    samples, the pixel scale of its rescale and camera field (``seg.fov_degrees``), the
+    calibration's interval for its analysis scale."""
     info = seg.scale
     scale = pixel_scale(info.fov_diameter, info.factor, pixel_size_um, seg.fov_degrees)
-    return biomarker_report(summary.mask, seg.samples, seg.fov, scale, kind, summary.skeleton)
-
-
-def display_table(report: BiomarkerReport, digits: int = 3) -> list[dict[str, Any]]:
-    """The app's biomarker table: values rounded, interval as one "lo - hi" column."""
-
-    def fmt(x: float) -> str:
-        return "n/a" if not math.isfinite(x) else f"{x:.{digits}g}" if abs(x) < 1e-2 or abs(
-            x) >= 1e4 else f"{x:.{digits}f}"
-
-    pretty = {"um": "µm", "1/mm^2": "1/mm²", "1/mm": "mm/mm²"}
-    return [{"biomarker": r["biomarker"], "unit": pretty.get(r["unit"], r["unit"]),
-             "on the mask": fmt(r["mask"]),
-             "sample mean ± sd": f"{fmt(r['sample_mean'])} ± {fmt(r['sample_sd'])}",
-             "95% interval of samples": f"{fmt(r['interval_2.5%'])} – "
-                                        f"{fmt(r['interval_97.5%'])}",
-             "what": r["description"]} for r in report.table()]
-
-
-def report_csv(report: BiomarkerReport, image: str = "image") -> bytes:
-    """One image's biomarker table as CSV bytes (the app's download); a note as a last
-    ``#`` line."""
-    from vesselflow.io.files import csv_bytes
-
-    rows = [{"image": image, **r, "n_samples": report.n_samples,
-             "um_per_input_px": round(report.scale.input_um_per_px, 3),
-             "pixel_size_source": report.scale.source} for r in report.table()]
-    note = f"# {report.note}\n".encode() if report.note else b""
-    return csv_bytes(rows) + note
+    return biomarker_report(summary.mask, seg.samples, seg.fov, scale, kind, summary.skeleton,
+                            calibration, summary.analysis_scale, uncalibrated_reason)

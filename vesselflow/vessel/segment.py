@@ -14,10 +14,11 @@ and the review verdict at the analysis scale) as its row of ``metrics.csv``.
 Per run: ``run.json`` (model, parameters, preprocessing, review calibration and files, as
 :func:`vesselflow.vessel.outputs.run_record` builds them for the app too; seed, device, package
 versions, times, counts, failures), ``metrics.csv`` (one row per input) and
-``biomarkers.csv`` (one row per image: each vessel biomarker on the mask and its mean / sd /
-2.5-97.5 % interval over the samples,
-:mod:`vesselflow.vessel.biomarkers`; ``--no-biomarkers`` skips it, ``--pixel-size UM`` sets
-the micrometres per input pixel), written by the batch runner
+``biomarkers.csv`` (one row per image: each vessel biomarker's calibrated estimate of a
+grader's tracing and its 90% prediction interval, the model's value on the mask, and the
+samples' spread as "model uncertainty", :mod:`vesselflow.vessel.biomarkers`;
+``--no-biomarkers`` skips it, ``--pixel-size UM`` sets the micrometres per input pixel),
+written by the batch runner
 (:mod:`vesselflow.batch.runner`), which also gives ``--continue``/``--overwrite``, progress,
 failure records, sharding and signal handling; bookkeeping lives in ``OUT/.vesselflow/``.
 
@@ -97,12 +98,14 @@ def segment_one(loaded: LoadedModel, item: InputItem, out: Path, *, samples: int
     write_outputs(out, item.id, image, result, threshold, save_samples=save_samples)
     row = {"status": "ok", **summary.row()}
     if biomarkers:
+        from vesselflow.vessel.biomarker_calibration import load_for
         from vesselflow.vessel.biomarkers import segmentation_report
 
         t_bio = time.perf_counter()
         try:
+            cal, why = load_for(loaded)  # the model's own, or None and why not
             row["biomarkers"] = segmentation_report(result, summary, loaded.config.kind,
-                                                    pixel_size).row()
+                                                    pixel_size, cal, why).row()
         except Exception as e:  # the maps are written: a measurement problem must not undo them
             row["biomarkers"] = {"error": f"{item.path}: biomarkers failed: "
                                           f"{type(e).__name__}: {e}"}
@@ -122,12 +125,16 @@ def _settings(loaded: LoadedModel, samples: int, temperature: float, threshold: 
                 "analysis_scale": str(analysis_scale)}
     if fov_degrees != DRIVE_FOV_DEGREES:  # only when set: earlier runs (no key) still continue
         settings["fov_degrees"] = fov_degrees
+    if biomarkers:  # the CSV's columns: one run's rows must share them
+        settings["biomarker_columns"] = "calibrated"
     return settings
 
 
 # Settings of runs from before they existed: runs from before biomarkers made none (they
-# resume with --no-biomarkers); runs from before the analysis scale analysed at scale 1.
-SETTINGS_BEFORE = {"biomarkers": False, "pixel_size_um": None, "analysis_scale": "1.0"}
+# resume with --no-biomarkers); runs from before the analysis scale analysed at scale 1;
+# runs from before the calibrated biomarkers wrote the samples' intervals as the columns.
+SETTINGS_BEFORE = {"biomarkers": False, "pixel_size_um": None, "analysis_scale": "1.0",
+                   "biomarker_columns": "samples"}
 
 
 def parse_threshold(text: str | float) -> str | float:

@@ -10,7 +10,8 @@ from vesselflow.io.encoders import zip_bytes
 from vesselflow.io.errors import ImageReadError
 from vesselflow.io.weights import LoadedModel
 from vesselflow.vessel.analysis.summary import ImageSummary
-from vesselflow.vessel.biomarkers import display_table, report_csv
+from vesselflow.vessel.biomarker_table import display_table, report_csv
+from vesselflow.vessel.biomarkers import um_note
 from vesselflow.vessel.models import threshold_for
 from vesselflow.vessel.visualize import colorize, gray, overlay, thumbnail, to_uint8
 
@@ -120,10 +121,11 @@ def measurements(loaded: LoadedModel, item: inputs.InputImage, result: Segmentat
     st.subheader("Vessel measurements")
     on = st.toggle("Measure the vessels", key="biomarkers",
                    help="Density, length, branching, fractal dimension, tortuosity and "
-                        "calibre of the vessel mask, and of every sample: the samples' 95% "
-                        "interval says how sure each number is. About 2 s for 16 samples.")
+                        "calibre: an estimate of what a grader's tracing would "
+                        "measure with a calibrated 90% prediction interval, the model's own "
+                        "value, and the spread over the samples. About 2 s for 16 samples.")
     if not on:
-        st.caption("Vessel biomarkers with intervals from the samples (off: turn on above).")
+        st.caption("Vessel biomarkers with calibrated intervals (off: turn on above).")
         return
     um = st.number_input("Pixel size (µm per pixel of the uploaded image; 0 = estimate)", 0.0,
                          1000.0, 0.0, 0.1, key="pixel_size",
@@ -134,10 +136,12 @@ def measurements(loaded: LoadedModel, item: inputs.InputImage, result: Segmentat
     if report.note:
         st.warning(f"{report.note[0].upper()}{report.note[1:]}.", icon=":material/warning:")
     st.dataframe(display_table(report), hide_index=True, width="stretch")
-    st.caption(f"Mask at threshold {summary.threshold:.3f}; interval = 2.5–97.5 % of the "
-               f"values of the {report.n_samples} samples. Pixel size "
-               f"{report.scale.input_um_per_px:.2f} µm per uploaded pixel "
-               f"({report.scale.source}). Measured at the analysis scale (×"
+    st.caption(f"Estimate = what a grader's tracing would measure, from the model value on "
+               f"the mask (threshold {summary.threshold:.3f}) corrected for its bias; "
+               f"{report.calibration}. Model uncertainty = 2.5–97.5 % of the values of the "
+               f"{report.n_samples} samples (narrower than how tracings differ). Pixel size "
+               f"{report.scale.input_um_per_px:.2f} µm per uploaded pixel; µm values: "
+               f"{um_note(report.scale)}. Measured at the analysis scale (×"
                f"{report.scale.factor:.2f}); calibre in px is in the uploaded image's pixels.")
     st.download_button("Measurements CSV", segmenting.deferred(report_csv, report, item.name),
                        f"{segmenting.image_id(item)}_biomarkers.csv", "text/csv",

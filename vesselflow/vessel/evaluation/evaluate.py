@@ -192,9 +192,11 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
             ll_canvas += llc
             llcs.append(llc)
         if biomarkers:
+            from vesselflow.vessel.biomarker_calibration import load_for
             from vesselflow.vessel.biomarkers import segmentation_report
 
-            rep = segmentation_report(seg, summary, loaded.config.kind, pixel_size)
+            rep = segmentation_report(seg, summary, loaded.config.kind, pixel_size,
+                                      *load_for(loaded))
             bio_records.append(bm.case_record(
                 case.id, rep, label_x, seg.fov, rep.scale,
                 bm.analysis_label(case.label2, seg.scale) if case.label2 is not None
