@@ -85,6 +85,8 @@ def hrf_table(run: dict[str, Any]) -> list[str]:
                 diff = (f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]; half {dh:+.3f} "
                         f"[{loh:+.3f}, {hih:+.3f}]")
             scale = "auto" if cond == "hrf" else cond.split("@")[1]
+            if used and cond != "hrf" and max(used) < float(scale) - 1e-6:
+                scale += f" (clamped to {max(used):.2f}: the trained range)"
             half = r.get("half", {})
             out.append(f"| {model} | {scale} | {r['f1']:.3f} ({half.get('f1', float('nan')):.3f})"
                        f" | {r['max_f1']:.3f} | {r['auc']:.3f} | {r['min_image_f1']:.3f} | "
