@@ -101,6 +101,19 @@ def cache_settings(loaded: Any, samples: int, seed: int) -> dict[str, Any]:
             "scale_rule": json.loads(json.dumps(rule))}
 
 
+def _same(saved: dict[str, Any], settings: dict[str, Any], set_name: str) -> bool:
+    """Whether a cached record was made with ``settings``. DRIVE's photos (FOV about DRIVE's
+    diameter) never take ``auto``'s first pass, so their records do not depend on the scale
+    rule's constants: a record analysed at scale 1 is kept when only those changed."""
+    old = saved.get("settings") or {}
+    if old == settings:
+        return True
+    if set_name.startswith("hrf") or saved.get("record", {}).get("analysis_scale") != 1.0:
+        return False
+    return ({k: v for k, v in old.items() if k != "scale_rule"}
+            == {k: v for k, v in settings.items() if k != "scale_rule"})
+
+
 def measure_all(name: str, data: Path, samples: int, seed: int, cache: Path
                 ) -> dict[str, list[dict[str, Any]]]:
     """Every set's records for model ``name``, one cached JSON per photo."""
@@ -121,7 +134,7 @@ def measure_all(name: str, data: Path, samples: int, seed: int, cache: Path
             path = cache / name / set_name / f"{it.id}.json"
             if path.is_file():
                 saved = json.loads(path.read_text())
-                if saved.get("settings") == settings:
+                if _same(saved, settings, set_name):
                     recs.append(saved["record"])
                     continue
             image = read_image(it.image)
