@@ -106,7 +106,7 @@ def review_banner(summary: ImageSummary) -> None:
     expected = v.expected()
     lines = "\n".join(f"- {m}" for m in v.sentences())
     if v.status == "review":
-        st.warning(f"**Review this map before using it.** {expected.capitalize()}"
+        st.warning(f"**Review this map before using it.** {expected[:1].upper()}{expected[1:]}"
                    f"{'.' if expected else ''}\n{lines}", icon=":material/flag:")
     elif v.status == "ok":
         st.success(f"No reason for review: {expected}." + (f"\n{lines}" if lines else ""),

@@ -126,7 +126,7 @@ def run_jobs(loaded: LoadedModel, jobs: Iterable[MapJob], cache: Path | None, *,
     return out
 
 
-def calibration_jobs(drive: Path, per_cell: int = 6) -> list[MapJob]:
+def calibration_jobs(drive: Path, per_cell: int = 4) -> list[MapJob]:
     """The calibration maps: DRIVE's 20 training-folder images clean, and every calibration
     family at every strength on ``per_cell`` of them (a rotating choice, so each image is seen
     under several families and strengths)."""
