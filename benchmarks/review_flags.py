@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["seconds"] = round(time.perf_counter() - t0, 1)
     a.out.mkdir(parents=True, exist_ok=True)
     write_json(a.out / "review_flags.json", result)
+    sys.path.insert(0, str(ROOT / "scripts"))
     from review_report import markdown
 
     md = markdown(result)

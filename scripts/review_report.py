@@ -26,13 +26,15 @@ def _set(m: dict, key: str) -> dict:
     return m["sets"][key] if key in m["sets"] else m[key]
 
 
-def table(result: dict) -> list[str]:
-    """One row per (model, set)."""
+def table(result: dict, keep: tuple[str, ...] | None = None) -> list[str]:
+    """One row per (model, set); ``keep``: only those sets."""
     lines = ["| model | set | maps | mean F1 | flagged | false alarms (good maps flagged) | "
              "recall (failed maps flagged) | predicted-F1 MAE (offset) | Spearman | AUROC |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for model, m in result["models"].items():
         for key, label in SETS:
+            if keep is not None and key not in keep:
+                continue
             c = _set(m, key)
             lines.append(
                 f"| {model} | {label} | {c['n']} | {_num(c.get('mean_f1'))} | {c['flagged']} | "
