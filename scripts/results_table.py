@@ -583,7 +583,8 @@ def review(_: str | None = None) -> str:
     if not flags or "targets" not in flags:
         return "*Not measured yet.*\n"
     ms = flags["models"]
-    out = ["Weights: " + ", ".join(f"{m} {_sha(v['sha256'])} (previous {_sha(v['previous_sha256'])})"
+    out = ["Weights: " + ", ".join(f"{m} {_sha(v['sha256'])} (previous "
+                                   f"{_sha(v['previous_sha256'])})"
                                    for m, v in ms.items()) + ". Regenerate: "
            "`python benchmarks/review_flags.py`.", "", *review_report.table(flags), "",
            *review_report.targets(flags)]

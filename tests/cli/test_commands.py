@@ -80,7 +80,7 @@ def test_calibrate_review_stores_the_calibration_with_its_command(
 
     def fake(loaded: Any, drive: Path, **kw: Any) -> tuple[ReviewCalibration, list[dict]]:
         seen.update(drive=drive, **kw)
-        summary = {"n_good": 9, "n_bad": 3, "lofo_mae": 0.04}
+        summary = {"n_maps": 12, "n_good": 9, "n_bad": 3, "lofo_mae": 0.04}
         return (ReviewCalibration(fm, fm, 0.62, {"model_sha256": loaded.sha256,
                                                  "calibration": summary}), [{}] * 12)
 

@@ -57,7 +57,7 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
         torch.set_num_threads(a.threads)
     try:
         loaded = load_model(a.model)
-        cal, rows = calibrate(loaded, a.drive, samples=a.samples, seed=a.seed, cache=a.cache)
+        cal, _ = calibrate(loaded, a.drive, samples=a.samples, seed=a.seed, cache=a.cache)
     except (FileNotFoundError, ValueError) as e:
         print(f"vesselflow calibrate-review: error: {e}", file=sys.stderr)
         return 2
@@ -65,7 +65,7 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
     path = Path(loaded.path) / CALIBRATION_FILE
     write_json(path, cal.to_dict())
     c = cal.meta["calibration"]
-    print(f"{loaded.name}: {len(rows)} calibration maps ({c['n_good']} with F1 >= 0.7, "
+    print(f"{loaded.name}: {c['n_maps']} calibration maps ({c['n_good']} with F1 >= 0.7, "
           f"{c['n_bad']} below 0.6); leave-one-family-out MAE {c['lofo_mae']:.3f}; review "
           f"below predicted F1 {cal.threshold:.2f} -> {path}")
     return 0
