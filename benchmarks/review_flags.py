@@ -252,7 +252,8 @@ def evaluate_model(name: str, a: argparse.Namespace, tmp: Path) -> dict:
         raise SystemExit(f"{name}: no usable review calibration; run vesselflow "
                          f"calibrate-review --model {name} --cache "
                          f"results/review_calibration/{name}.jsonl")
-    kw = {"samples": a.samples, "seed": 0, "analysis_scale": "auto"}
+    kw = {"samples": a.samples, "seed": 0, "analysis_scale": "auto",
+          "cached_only": a.cached_only}
     cal_rows = run_jobs(loaded, calibration_jobs(a.drive),
                         a.calibration_records / f"{loaded.name}.jsonl", **kw)
     refit, held = fit_calibration(cal_rows)
@@ -304,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
                    default=ROOT / "results" / "review_calibration")
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cached-only", action="store_true",
+                   help="use only the cached per-map records (a quick re-render)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "review_flags")
     a = p.parse_args(argv)
     import torch

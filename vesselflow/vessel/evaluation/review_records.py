@@ -105,8 +105,10 @@ def load_records(path: Path | None, want: dict[str, Any]) -> dict[str, dict[str,
 
 def run_jobs(loaded: LoadedModel, jobs: Iterable[MapJob], cache: Path | None, *,
              samples: int = 16, seed: int = 0, analysis_scale: str | float = "auto",
-             say: Callable[..., None] = print) -> list[dict[str, Any]]:
-    """Records of ``jobs`` (cached ones reused, new ones appended to ``cache``), in order."""
+             say: Callable[..., None] = print, cached_only: bool = False
+             ) -> list[dict[str, Any]]:
+    """Records of ``jobs`` (cached ones reused, new ones appended to ``cache``), in order;
+    with ``cached_only`` the jobs not in the cache are left out."""
     jobs = list(jobs)
     done = load_records(cache, settings(loaded, samples, seed, analysis_scale))
     out, t0 = [], time.perf_counter()
@@ -114,6 +116,8 @@ def run_jobs(loaded: LoadedModel, jobs: Iterable[MapJob], cache: Path | None, *,
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
     for k, job in enumerate(jobs):
         rec = done.get(job.key)
+        if rec is None and cached_only:
+            continue
         if rec is None:
             rec = make_record(loaded, job, samples=samples, seed=seed,
                               analysis_scale=analysis_scale)
