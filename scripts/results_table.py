@@ -224,9 +224,9 @@ def measured(_: str | None = None) -> str:
         out.append(f"- **Review flags** (cnf-drive, predicted F1 below {m['threshold']:.2f}): "
                    f"failed maps (F1 < {flags['bad_f1']}) flagged (recall >= "
                    f"{RECALL_TARGET:.0%}): "
-                   f"{_rate(rec['k'], rec['n'], (rec['rate'] or 0) >= RECALL_TARGET)}; good "
+                   f"{_rate(rec['k'], rec['n'], rec['k'] >= RECALL_TARGET * rec['n'])}; good "
                    f"maps flagged on DRIVE test + HRF (<= {FALSE_ALARM_TARGET:.0%}): "
-                   f"{_rate(fa['k'], fa['n'], (fa['rate'] or 1) <= FALSE_ALARM_TARGET)}.")
+                   f"{_rate(fa['k'], fa['n'], fa['k'] <= FALSE_ALARM_TARGET * fa['n'])}.")
     bio = biomarker_table.load("biomarkers-drive")
     if bio and "biomarkers" in bio:
         cov = biomarker_table.coverage(bio)

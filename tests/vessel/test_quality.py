@@ -160,6 +160,11 @@ def test_verdicts_of_a_calibration() -> None:
     # One sample: no agreement; the second fit answers and the verdict says so.
     one = cal.assess({"fragmentation": 10, "clipped": 0.0, "fov_roundness": 0.99})
     assert one.predicted_f1 is not None and "could not be measured" in one.sentences()[-1]
+    # An empty map has failed whatever the fit extrapolates (here it predicts a good map).
+    empty = cal.assess({"agreement": 0.75, "mask_agreement": 0.85, "fragmentation": 10,
+                        "clipped": 0.0, "fov_roundness": 0.99, "density": 0.001})
+    assert empty.status == "review" and empty.codes == "map_empty"
+    assert empty.predicted_f1 is not None and empty.predicted_f1 > 0.6
     square = cal.assess({"agreement": 0.75, "fragmentation": 10, "clipped": 0.0,
                          "fov_roundness": 0.8})
     assert square.status == "review" and square.codes == "no_fundus_fov"

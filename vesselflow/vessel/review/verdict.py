@@ -8,7 +8,8 @@ DRIVE's training and validation images under graded degradations and stores as
 ``quality.json`` next to the weights, with the weights' sha256.
 
 * ``review``: the predicted F1 is below the calibration's threshold (chosen on calibration
-  data only), or no fundus field of view was found; the reasons say why in plain words.
+  data only), the map is empty (:data:`MIN_DENSITY`), or no fundus field of view was found;
+  the reasons say why in plain words.
 * ``ok``: otherwise. The photo's colour, brightness and contrast are never a reason, nor is a
   FOV cut by the frame.
 * ``not assessed``: the model has no calibration (or one made for other weights); the message
@@ -41,6 +42,11 @@ MIN_FOV_ROUNDNESS = 0.9
 """Below this (:func:`~vesselflow.vessel.preprocess.fov.fov_roundness`; a full rectangle
 scores 0.79, fundus photos cut by the frame about 0.97 or more) no fundus field of view was
 found. Fixed a priori."""
+MIN_DENSITY = 0.005
+"""A map marking less than 0.5% of its FOV as vessel is *empty* (the project's definition,
+:data:`vesselflow.vessel.evaluation.labelled.EMPTY_FRACTION`; a retina has about 12%): it has
+failed whatever the prediction says, which cannot extrapolate that far below the calibration's
+emptiest maps."""
 CALIBRATE_COMMAND = "vesselflow calibrate-review --model MODEL --drive DRIVE"
 
 # term -> what a low prediction because of it means, in plain words
@@ -166,7 +172,12 @@ class ReviewCalibration:
             return not_assessed(features, "a review feature could not be measured")
         f1, lo, hi = pred
         v = Verdict("ok", [], [], feats, f1, (lo, hi), self.threshold, notes)
-        if f1 < self.threshold:
+        if feats.get("density", 1.0) < MIN_DENSITY:
+            v.status = "review"
+            v.codes_list = ["map_empty"]
+            v.messages = [f"the map marks almost no vessels ({feats['density']:.1%} of the "
+                          f"field of view; a retina has about 12%): it has failed"]
+        elif f1 < self.threshold:
             v.status = "review"
             v.codes_list = ["predicted_f1_low"]
             worst = sorted((c, t) for t, c in model.contributions(feats).items() if c < 0)
