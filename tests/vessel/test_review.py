@@ -41,7 +41,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
     save_model(build_model(VesselConfig(kind="factored", **TINY)), root / "m",
-               {"threshold": 0.5})
+               {"threshold": 0.05})  # low: maps that are not empty
     fm = F1Model(["clipped"], [0.0], [1.0], [0.0], [1.0], [-2.0], 0.8, -0.05, 0.05)
     cal = ReviewCalibration(fm, fm, 0.6, {"model_sha256": load_model(root / "m").sha256})
     (root / "m" / CALIBRATION_FILE).write_text(json.dumps(cal.to_dict()))
