@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--drive", type=Path, default=Path("../shared/data/DRIVE"))
     ap.add_argument("--no-quality", action="store_true",
                     help="skip calibrating the review (vesselflow.vessel.evaluation."
-                    "review_calibration: ~84 maps of DRIVE's training images, minutes)")
+                    "review_calibration: 164 maps of DRIVE's training images, ~10 min)")
     ap.add_argument("--threshold-samples", type=int, default=None,
                     help="samples per validation image the a-priori threshold is chosen at "
                     "(default THRESHOLD_SAMPLES, the evaluation's 100); a threshold already "
@@ -141,8 +141,8 @@ def main() -> None:
 
         print("calibrating the review on DRIVE's training images ...", flush=True)
         calibration, _ = calibrate(load_model(dest), a.drive)
-        calibration.meta["command"] = (f"python scripts/ship_model.py --name {a.name} (calibrate, "
-                               f"--drive {repo_path(a.drive)})")
+        calibration.meta["command"] = (f"vesselflow calibrate-review --model {a.name} "
+                                       f"--drive {repo_path(a.drive)}")
         write_json(dest / CALIBRATION_FILE, calibration.to_dict())
     if not a.no_biomarker_calibration:
         import subprocess

@@ -137,9 +137,10 @@ def test_segment_upload_sample_threshold_and_downloads() -> None:
     assert {"input image", "vessel probability map", "uncertainty map", "binary vessel mask",
             "overlay", "sample 1"} <= alts(at)
     assert any("mean of 4 samples" in c for c in captions(at))
-    # A model without a review calibration cannot vouch for its maps: flagged, with the reason.
-    assert any("Review this map" in w.value and "no review calibration" in w.value
-               for w in at.warning)
+    # A model without a review calibration: not assessed, with the command that calibrates it.
+    assert any("not assessed" in w.value and "vesselflow calibrate-review" in w.value
+               for w in at.info)
+    assert not any("Review this map" in w.value for w in at.warning)
     slider = threshold_slider(at)
     assert slider.value == pytest.approx(0.5)  # the model's a-priori threshold
     area = at.metric[0].value
@@ -189,33 +190,40 @@ def test_threshold_and_review_calibration_come_from_the_model(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import torch
 
-    from vesselflow.vessel.models import VesselConfig, build_model, save_model
-    from vesselflow.vessel.review.features import FEATURES
-    from vesselflow.vessel.review.verdict import CALIBRATION_FILE
+    from vesselflow.vessel.models import VesselConfig, build_model, load_model, save_model
+    from vesselflow.vessel.review.predictor import F1Model
+    from vesselflow.vessel.review.verdict import CALIBRATION_FILE, ReviewCalibration
 
     torch.manual_seed(0)
     save_model(build_model(VesselConfig(kind="cnf", **TINY)), tmp_path / "m",
                meta={"threshold": 0.3125})
-    # A review calibration that accepts everything but a map denser than 99% of the FOV.
-    ranges = {f: [-1e9, 1e9] for f in FEATURES}
-    (tmp_path / "m" / CALIBRATION_FILE).write_text(json.dumps({"ranges": ranges}))
+    sha = load_model(tmp_path / "m").sha256
+
+    def calibrate(coef: float) -> None:
+        """Predicted F1 0.8 + coef * (log density - log 0.12), flat at coef 0."""
+        fm = F1Model(["log_density"], [float(np.log(0.121))], [1.0], [-10.0], [10.0], [coef],
+                     0.8, -0.04, 0.03)
+        cal = ReviewCalibration(fm, fm, 0.6, {"model_sha256": sha})
+        (tmp_path / "m" / CALIBRATION_FILE).write_text(json.dumps(cal.to_dict()))
+
+    calibrate(0.0)
     monkeypatch.setenv("VESSELFLOW_APP_MODELS", json.dumps({"Calibrated": str(tmp_path / "m")}))
     at = run_app()
     at.select_slider(key="n_samples").set_value(2)
     at.radio(key="source").set_value("synthetic").run()
     assert_clean(at)
     assert threshold_slider(at).value == pytest.approx(0.3125)
-    assert any("No reason for review" in x.value for x in at.success)
+    assert any("No reason for review" in x.value and "about 0.80 (0.76-0.83)" in x.value
+               for x in at.success)
     assert not any("Review this map" in w.value for w in at.warning)
-    # The verdict follows the threshold: at 0 every FOV pixel is vessel, far above the range.
-    ranges["density"] = [0.0, 0.99]
-    (tmp_path / "m" / CALIBRATION_FILE).write_text(json.dumps({"ranges": ranges}))
+    # The verdict follows the threshold: at 0 every FOV pixel is vessel, far above DRIVE's.
+    calibrate(-0.5)
     from vesselflow.app import segmenting
 
     segmenting._calibration.clear()
     threshold_slider(at).set_value(0.0).run()
-    assert any("Review this map" in w.value and "far more vessel" in w.value
-               for w in at.warning)
+    assert any("Review this map" in w.value and "Expected agreement with a human grader (F1) "
+               "about 0.00" in w.value for w in at.warning)
 
 
 def _bad_files() -> dict[str, bytes]:
@@ -270,7 +278,7 @@ def test_segment_all_uploaded_images() -> None:
     assert_clean(at)
     table = at.dataframe[0].value
     assert list(table["image"]) == ["a.png", "b.png"]
-    assert set(table["review"]) <= {"review", "ok"} and "reasons" in table
+    assert set(table["review"]) <= {"review", "ok", "not assessed"} and "reasons" in table
     assert "All results (zip)" in [b.label for b in at.download_button]
 
 
@@ -617,8 +625,8 @@ def test_download_files_are_at_the_original_size_with_run_json(tiny_models) -> N
     assert run["image"] == {"name": "eye.jpg", "id": "eye", "sha256": "abc123", "height": 80,
                             "width": 100}
     assert {"vesselflow", "torch", "numpy", "python"} <= set(run["environment"])
-    assert run["summary"]["review"] == "review"  # the tiny model has no review calibration
-    assert run["summary"]["reasons"] == ["no_calibration"]
+    assert run["summary"]["review"] == "not assessed"  # the tiny model has no calibration
+    assert run["summary"]["reasons"] == [] and run["summary"]["predicted_f1"] is None
     assert run["summary"]["vessel_density"] == summary.vessel_density
     assert run["review_calibration"] is None
     assert inputs.stem("scan.nii.gz") == "scan" and inputs.stem("a.b.PNG") == "a.b"
@@ -654,7 +662,7 @@ def test_segment_and_the_app_report_the_same_numbers(tiny_models, tmp_path: Path
     for key in ("vessel_density", "mean_uncertainty", "scale_factor"):
         assert float(row[key]) == app_row[key], key
     assert (row["review"], row["reasons"]) == (summary.verdict.status, summary.verdict.codes)
-    assert row["reasons"] == "no_calibration"
+    assert (row["review"], row["reasons"]) == ("not assessed", "")
     # One density: the biomarkers' is the summary's; the measurements are the same.
     report = segmenting.biomarkers(loaded, item, result, summary, params)
     assert float(bio["vessel_density"]) == summary.vessel_density

@@ -70,25 +70,33 @@ def test_drive_stats_writes_the_statistics_to_out(drive_dir: Path, tmp_path: Pat
 def test_calibrate_review_stores_the_calibration_with_its_command(
         tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import vesselflow.vessel.evaluation.review_calibration as calibration
+    from vesselflow.vessel.models import load_model
+    from vesselflow.vessel.review.predictor import F1Model
     from vesselflow.vessel.review.verdict import CALIBRATION_FILE, ReviewCalibration
 
     seen: dict[str, Any] = {}
+    sha = load_model(tiny_model).sha256
+    fm = F1Model(["clipped"], [0.0], [1.0], [0.0], [1.0], [-1.0], 0.8, -0.05, 0.05)
 
     def fake(loaded: Any, drive: Path, **kw: Any) -> tuple[ReviewCalibration, list[dict]]:
         seen.update(drive=drive, **kw)
-        return ReviewCalibration({"density": (0.05, 0.2)}, {"n_good": 9}), [{}] * 12
+        summary = {"n_maps": 12, "n_good": 9, "n_bad": 3, "lofo_mae": 0.04}
+        return (ReviewCalibration(fm, fm, 0.62, {"model_sha256": loaded.sha256,
+                                                 "calibration": summary}), [{}] * 12)
 
     monkeypatch.setattr(calibration, "calibrate", fake)
     argv = ["calibrate-review", "--model", str(tiny_model), "--drive", str(tmp_path),
-            "--per-image", "2", "--seed", "3"]
+            "--seed", "3", "--cache", str(tmp_path / "records.jsonl")]
     assert main(argv) == 0
-    assert seen == {"drive": tmp_path, "samples": 16, "per_image": 2, "seed": 3}
-    back = ReviewCalibration.load(tiny_model)
-    assert back is not None and back.ranges == {"density": (0.05, 0.2)}
+    assert seen == {"drive": tmp_path, "samples": 16, "seed": 3,
+                    "cache": tmp_path / "records.jsonl"}
+    back = ReviewCalibration.load(tiny_model, sha)
+    assert back is not None and not back.stale and back.threshold == 0.62
+    assert back.full == fm
     stored = json.loads((tiny_model / CALIBRATION_FILE).read_text())
     assert stored["command"].startswith("vesselflow calibrate-review --model ")
-    assert "--samples 16 --per-image 2 --seed 3" in stored["command"]
-    assert main([*argv, "--samples", "0"]) == 2
+    assert "--samples 16 --seed 3" in stored["command"]
+    assert main([*argv, "--samples", "1"]) == 2
 
 
 def test_calibrate_review_answers_a_missing_dataset(tiny_model: Path, tmp_path: Path,

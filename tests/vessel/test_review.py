@@ -1,5 +1,5 @@
 """Review verdicts in segment's metrics.csv / run.json / summary, evaluate's
-per_image.csv and the app: the same verdict and reasons for the same image."""
+per_image.csv and the app: the same verdict, reasons and predicted F1 for the same image."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from PIL import Image
 from vesselflow.cli import main
 from vesselflow.vessel.data.synthetic import synthetic_fundus
 from vesselflow.vessel.models import VesselConfig, build_model, load_model, save_model
-from vesselflow.vessel.review.features import FEATURES
-from vesselflow.vessel.review.verdict import CALIBRATION_FILE
+from vesselflow.vessel.review.predictor import F1Model
+from vesselflow.vessel.review.verdict import CALIBRATION_FILE, ReviewCalibration
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +36,15 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model whose calibration accepts everything but brightness above 0.5."""
+    """A tiny model whose calibration predicts F1 0.8 - 2 sqrt(clipped fraction): only a photo
+    with much of its FOV clipped is sent for review."""
     root = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
     save_model(build_model(VesselConfig(kind="factored", **TINY)), root / "m",
-               {"threshold": 0.5})
-    ranges = {f: [-1e9, 1e9] for f in FEATURES}
-    ranges["brightness"] = [0.0, 0.5]
-    (root / "m" / CALIBRATION_FILE).write_text(json.dumps({"ranges": ranges, "n_good": 9}))
+               {"threshold": 0.05})  # low: maps that are not empty
+    fm = F1Model(["clipped"], [0.0], [1.0], [0.0], [1.0], [-2.0], 0.8, -0.05, 0.05)
+    cal = ReviewCalibration(fm, fm, 0.6, {"model_sha256": load_model(root / "m").sha256})
+    (root / "m" / CALIBRATION_FILE).write_text(json.dumps(cal.to_dict()))
     return root / "m"
 
 
@@ -53,15 +54,20 @@ def test_segment_evaluate_and_app_agree(photos: Path, model: Path, tmp_path: Pat
     assert main(["segment", "-i", str(photos / "p*[0-9].png"), "-o", str(out), "--model",
                  str(model), "--samples", "2", "--no-progress", "--no-biomarkers"]) == 0
     text = capsys.readouterr().out
-    assert "1 of 3 image(s) flagged for review: p2 (brightness_high)" in text
-    assert "much brighter than the images this model handles well" in text
+    assert "1 of 3 image(s) flagged for review: p2 (predicted_f1_low)" in text
+    assert "parts of the photo are clipped to black or white" in text
     with open(out / "metrics.csv", newline="") as f:
         seg_rows = {r["id"]: r for r in csv.DictReader(f)}
     assert {k: (r["review"], r["reasons"]) for k, r in seg_rows.items()} == {
-        "p0": ("ok", ""), "p1": ("ok", ""), "p2": ("review", "brightness_high")}
+        "p0": ("ok", ""), "p1": ("ok", ""), "p2": ("review", "predicted_f1_low")}
+    for r in seg_rows.values():  # the predicted F1 and its interval, beside the verdict
+        lo, f1, hi = (float(r[k]) for k in ("predicted_f1_low", "predicted_f1",
+                                            "predicted_f1_high"))
+        assert lo <= f1 <= hi and (f1 < 0.6) == (r["review"] == "review")
     run = json.loads((out / "run.json").read_text())
     assert run["review"]["flagged"] == 1 and run["review"]["images"][0]["id"] == "p2"
-    assert run["review"]["images"][0]["reasons"] == ["brightness_high"]
+    assert run["review"]["images"][0]["reasons"] == ["predicted_f1_low"]
+    assert run["review_calibration"]["usable"] and run["review_calibration"]["threshold"] == 0.6
 
     ev = tmp_path / "ev"
     assert main(["evaluate", "--model", str(model), "--pairs", str(photos / "pairs.csv"),
@@ -69,8 +75,9 @@ def test_segment_evaluate_and_app_agree(photos: Path, model: Path, tmp_path: Pat
                  "--device", "cpu"]) == 0
     with open(ev / "per_image.csv", newline="") as f:
         ev_rows = list(csv.DictReader(f))
-    assert [(r["review"], r["reasons"]) for r in ev_rows] == [
-        (seg_rows[f"p{i}"]["review"], seg_rows[f"p{i}"]["reasons"]) for i in range(3)]
+    assert [(r["review"], r["reasons"], r["predicted_f1"]) for r in ev_rows] == [
+        (seg_rows[f"p{i}"]["review"], seg_rows[f"p{i}"]["reasons"],
+         seg_rows[f"p{i}"]["predicted_f1"]) for i in range(3)]
 
     from vesselflow.app import segmenting
     from vesselflow.io.images import read_image
@@ -85,7 +92,7 @@ def test_segment_evaluate_and_app_agree(photos: Path, model: Path, tmp_path: Pat
                                        seg_rows[f"p{i}"]["reasons"]), i
 
 
-def test_a_model_without_calibration_flags_every_map(photos: Path, model: Path,
+def test_a_model_without_calibration_says_not_assessed(photos: Path, model: Path,
                                                    tmp_path: Path, capsys) -> None:
     bare = tmp_path / "bare"
     shutil.copytree(model, bare)
@@ -93,10 +100,11 @@ def test_a_model_without_calibration_flags_every_map(photos: Path, model: Path,
     out = tmp_path / "seg"
     assert main(["segment", "-i", str(photos / "p0.png"), "-o", str(out), "--model",
                  str(bare), "--samples", "1", "--no-progress", "--no-biomarkers"]) == 0
-    assert "no review calibration" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "no review calibration" in text and "vesselflow calibrate-review" in text
     with open(out / "metrics.csv", newline="") as f:
         row = next(csv.DictReader(f))
-    assert (row["status"], row["review"], row["reasons"]) == ("ok", "review", "no_calibration")
+    assert (row["status"], row["review"], row["reasons"]) == ("ok", "not assessed", "")
 
 
 def test_a_tiny_fov_is_refused_not_flagged(model: Path, tmp_path: Path) -> None:
@@ -107,5 +115,5 @@ def test_a_tiny_fov_is_refused_not_flagged(model: Path, tmp_path: Path) -> None:
                  str(model), "--samples", "1", "--no-progress", "--no-biomarkers"]) == 1
     with open(out / "metrics.csv", newline="") as f:
         row = next(csv.DictReader(f))
-    assert row["status"] == "failed" and row["review"] not in ("ok", "review")
+    assert row["status"] == "failed" and row["review"] not in ("ok", "review", "not assessed")
     assert "150 px" in row["error"] and "small.png" in row["error"]

@@ -164,7 +164,7 @@ def segment(loaded: LoadedModel, item: InputImage, params: SamplingParams, keep:
 
 @st.cache_resource(show_spinner=False)
 def _calibration(folder: str, sha256: str) -> ReviewCalibration | None:
-    return ReviewCalibration.load(folder)
+    return ReviewCalibration.load(folder, sha256)
 
 
 def summary(loaded: LoadedModel, result: Segmentation, threshold: float) -> ImageSummary:

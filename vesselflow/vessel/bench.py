@@ -94,7 +94,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         item = InputItem("bench", image_path)
         out = tmp_dir / "out"
         out.mkdir()
-        calibration = ReviewCalibration.load(loaded.path)  # None for arch:* (no folder)
+        # None for arch:* (no folder)
+        calibration = ReviewCalibration.load(loaded.path, loaded.sha256)
 
         def once(n: int) -> dict[str, Any]:
             c0, w0 = os.times(), time.perf_counter()
@@ -150,7 +151,7 @@ def _time_quality(loaded: Any, image_path: Path, spec: dict[str, Any]) -> dict[s
 
     res = segment_image(loaded.model, read_image(image_path), n=16, seed=0,
                         batch_size=spec["batch_size"])
-    calibration = ReviewCalibration.load(loaded.path)
+    calibration = ReviewCalibration.load(loaded.path, loaded.sha256)
     best = None
     for _ in range(max(spec["repeats"], 3)):
         w0 = time.perf_counter()

@@ -127,11 +127,14 @@ def model_record(loaded: LoadedModel) -> dict[str, Any]:
 
 
 def calibration_record(calibration: ReviewCalibration | None) -> dict[str, Any] | None:
-    """Where the review verdicts' ranges come from (None: the model has no calibration)."""
+    """Where the review verdicts come from (None: the model has no calibration)."""
     if calibration is None:
         return None
-    return {k: calibration.meta.get(k)
-            for k in ("model_sha256", "n_maps", "n_good", "good_f1", "command")}
+    if calibration.stale:
+        return {"usable": False, "why": calibration.stale}
+    return {"usable": True, "threshold": calibration.threshold,
+            **{k: calibration.meta.get(k) for k in ("model_sha256", "samples", "calibration",
+                                                     "command")}}
 
 
 def files_record(samples_written: int | None) -> dict[str, str]:

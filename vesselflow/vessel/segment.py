@@ -55,7 +55,8 @@ if TYPE_CHECKING:  # heavy: imported inside the functions, so --help stays fast
     from vesselflow.vessel.review.verdict import ReviewCalibration
 
 STATE_DIR = ".vesselflow"
-METRIC_FIELDS = ("id", "input", "status", "review", "reasons", "vessel_density",
+METRIC_FIELDS = ("id", "input", "status", "review", "reasons", "predicted_f1",
+                 "predicted_f1_low", "predicted_f1_high", "vessel_density",
                  "mean_uncertainty", "seconds", "height", "width", "scale_factor",
                  "analysis_scale", "error")
 
@@ -71,8 +72,9 @@ def segment_one(loaded: LoadedModel, item: InputItem, out: Path, *, samples: int
 
     The row is the image's per-image summary (:meth:`vesselflow.vessel.analysis.summary.
     ImageSummary.row`): vessel density and mean uncertainty at the analysis scale, and the
-    review verdict against the model's ``calibration``: ``review`` ("ok" or "review"),
-    ``reasons`` (codes joined by ``;``) and ``review_messages`` (one sentence per reason).
+    review verdict against the model's ``calibration``: ``review`` ("ok", "review" or "not
+    assessed"), ``reasons`` (codes joined by ``;``), ``predicted_f1`` with its 90% interval
+    (``predicted_f1_low``, ``predicted_f1_high``) and ``review_messages`` (in plain words).
 
     With ``biomarkers`` the row carries the image's biomarker row (mask value and sample
     mean / sd / interval, :mod:`vesselflow.vessel.biomarkers`), for the run's biomarkers.csv.
@@ -256,7 +258,7 @@ def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: 
         raise BatchError(f"cannot load model {model!r}: {e}") from None
     threshold = threshold_for(loaded, samples) if thr_arg == "auto" else float(thr_arg)
     try:
-        calibration = ReviewCalibration.load(loaded.path)
+        calibration = ReviewCalibration.load(loaded.path, loaded.sha256)
     except ValueError as e:
         raise BatchError(f"model {model!r}: {e}") from None
     settings = _settings(loaded, samples, temperature, threshold, seed, save_samples,
@@ -286,9 +288,10 @@ def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: 
                    for r in rows if r.get("review") == "review"]
         review = {"review": {
             "flagged": len(flagged), "images": flagged,
-            "note": "review = some quality feature of the photo or the map is outside the "
-                    "range of this model's good calibration maps "
-                    "(vesselflow.vessel.review.verdict)"}}
+            "not_assessed": sum(r.get("review") == "not assessed" for r in rows),
+            "note": "review = the map's predicted F1 (its expected agreement with a human "
+                    "grader) is below this model's calibrated threshold, or no fundus field "
+                    "of view was found (vesselflow.vessel.review.verdict)"}}
         if not biomarkers:
             return review
         from vesselflow.vessel.biomarkers import FACTORED_NOTE, RETINA_MM_45_DEG
@@ -328,6 +331,9 @@ def review_summary(rows: list[dict[str, Any]]) -> list[str]:
     flagged = [r for r in done if r.get("review") == "review"]
     if not done:
         return []
+    unassessed = [r for r in done if r.get("review") == "not assessed"]
+    if unassessed and not flagged:
+        return [f"  review: not assessed ({unassessed[0].get('review_messages', [''])[0]})"]
     if not flagged:
         return [f"  review: none of {len(done)} image(s) flagged"]
     head = ", ".join(f"{r['id']} ({r['reasons']})" for r in flagged[:5])

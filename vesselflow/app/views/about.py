@@ -59,8 +59,9 @@ def model_card(label: str, source: str) -> None:
                     help="Bits per pixel of the manual tracings under the model (lower is "
                          "better)")
         c[3].metric("Review calibration", _calibration_value(loaded),
-                    help="Good DRIVE training maps (F1 >= 0.7, clean and degraded) whose "
-                         "feature ranges the review verdict checks each image against")
+                    help="DRIVE training maps (clean and degraded, harmless to destroying) "
+                         "on which the review's predicted F1 was fitted, and the predicted F1 "
+                         "below which a map is sent for review")
         st.markdown(
             f"- **Name:** `{loaded.name}` — {_kind(loaded.config)}\n"
             f"- **Weights sha256:** `{loaded.sha256}`\n"
@@ -72,17 +73,19 @@ def model_card(label: str, source: str) -> None:
 
 
 def _calibration_value(loaded) -> str:
-    """``n_good / n_maps`` of the model's review calibration, or why there is none."""
+    """The model's review calibration in a few words, or why there is none."""
     from vesselflow.vessel.review.verdict import ReviewCalibration
 
     try:
-        calibration = ReviewCalibration.load(loaded.path)
+        calibration = ReviewCalibration.load(loaded.path, loaded.sha256)
     except ValueError:
         return "unreadable"
     if calibration is None:
         return "none"
-    good, maps = calibration.meta.get("n_good"), calibration.meta.get("n_maps")
-    return f"{good} of {maps} maps" if good is not None else "stored"
+    if calibration.stale:
+        return "stale"
+    maps = (calibration.meta.get("calibration") or {}).get("n_maps")
+    return f"{maps} maps, review < {calibration.threshold:.2f}"
 
 
 def _kind(config) -> str:

@@ -66,7 +66,8 @@ def batch_section(items: list[inputs.InputImage], loaded: LoadedModel, params: S
         batch = st.session_state.get("batch")
         if not batch or batch["sig"] != sig:
             st.caption("Runs the model on every uploaded image with the settings in the "
-                       "sidebar and flags those whose photo or map is unusual for this model.")
+                       "sidebar and flags those whose map is expected to agree poorly with a "
+                       "human grader.")
             return
         rows, summaries = [], {}
         for it in items:
@@ -77,6 +78,8 @@ def batch_section(items: list[inputs.InputImage], loaded: LoadedModel, params: S
                              100 * s.vessel_density, 1),
                          "mean uncertainty": round(s.mean_uncertainty, 4),
                          "review": s.verdict.status,
+                         "predicted F1": None if s.verdict.predicted_f1 is None
+                         else round(s.verdict.predicted_f1, 2),
                          "reasons": s.verdict.codes.replace(";", ", ")})
         st.dataframe(rows, hide_index=True, width="stretch")
         st.download_button(
@@ -98,21 +101,26 @@ def _batch_zip(loaded: LoadedModel, items: list[inputs.InputImage],
 
 
 def review_banner(summary: ImageSummary) -> None:
-    """``segment``'s verdict for this image: ok, or review with one sentence per reason."""
+    """``segment``'s verdict for this image: its expected agreement with a human grader, and
+    ok, review (with the reasons in plain words) or not assessed."""
     v = summary.verdict
-    if v.review:
-        reasons = "\n".join(f"- {m}" for m in v.sentences())
-        st.warning(f"**Review this map before using it** ({len(v.findings)} reason"
-                   f"{'s' if len(v.findings) > 1 else ''}):\n{reasons}",
-                   icon=":material/flag:")
+    expected = v.expected()
+    lines = "\n".join(f"- {m}" for m in v.sentences())
+    if v.status == "review":
+        st.warning(f"**Review this map before using it.** {expected[:1].upper()}{expected[1:]}"
+                   f"{'.' if expected else ''}\n{lines}", icon=":material/flag:")
+    elif v.status == "ok":
+        st.success(f"No reason for review: {expected}." + (f"\n{lines}" if lines else ""),
+                   icon=":material/check_circle:")
     else:
-        st.success("No reason for review: the photo and its vessel map are within the range "
-                   "of this model's good calibration maps.", icon=":material/check_circle:")
-    st.caption("The checks (vesselflow.vessel.review.verdict) compare the photo (field of view, "
-               "exposure, contrast, colour, noise, blur) and the map (vessel density, "
-               "fragmentation, uncertainty for that density) with the range of maps this model "
-               "got right (F1 >= 0.7) on DRIVE's training images, clean and degraded. Reason "
-               f"codes: {v.codes.replace(';', ', ') or 'none'}.")
+        st.info(f"**Quality not assessed.**\n{lines}", icon=":material/info:")
+    st.caption("The expected agreement (F1 against a human grader's tracing, with a 90% "
+               "interval) is predicted from the map's own evidence: how much the samples agree "
+               "with each other and with the mask, the map's vessel density and fragmentation, "
+               "and the photo's noise, blur and clipping relative to its own contrast "
+               "(vesselflow.vessel.review). The photo's colour is not used. The prediction was "
+               "calibrated on DRIVE's training images, clean and degraded; maps predicted "
+               "below the calibrated threshold are sent for review.")
 
 
 def measurements(loaded: LoadedModel, item: inputs.InputImage, result: Segmentation,
@@ -205,8 +213,8 @@ def body() -> None:
                        "(DRIVE's manual tracings: about 12 %).")
         st.metric("Mean uncertainty", f"{summary.mean_uncertainty:.3f}", border=True,
                   help="Sample std averaged inside the field of view, at the analysis scale "
-                       "(as metrics.csv of vesselflow segment). Whether it is unusual for "
-                       "the map's density is part of the review verdict above.")
+                       "(as metrics.csv of vesselflow segment). The review above uses the "
+                       "samples' agreement, which does not depend on the number of samples.")
         st.metric("Samples", f"{result.n}", f"in {result.seconds:.1f} s", delta_color="off",
                   delta_arrow="off", border=True,
                   help=f"Temperature {params.temperature:g}, seed {params.seed}.")
@@ -265,10 +273,11 @@ def body() -> None:
             "thin or faint vessels, lesions, blur.\n"
             "- **Vessel mask**: the probability map cut at the threshold, inside the field of "
             "view (the bright disc of the photograph, detected automatically).\n"
-            "- **Review**: shown when a feature of the photo or of the map (exposure, blur, "
-            "vessel density, fragmentation, uncertainty for that density, ...) is outside "
-            "the range of the maps this model got right in its calibration; it signals an "
-            "image unlike those the model handles well, not a finding about the patient.")
+            "- **Review**: shown when the map's predicted agreement with a human grader "
+            "(from the samples' agreement, the map's density and fragmentation and the "
+            "photo's noise, blur and clipping) is below the threshold calibrated for this "
+            "model, or when no fundus field of view was found; it is about the map's "
+            "quality, not a finding about the patient.")
 
 
 guard.run_page(body)

@@ -24,7 +24,7 @@ import numpy as np
 from vesselflow.batch.inputs import image_seed
 from vesselflow.vessel.analysis.sampler import sample_stats, vessel_mask
 from vesselflow.vessel.analysis.scale_rule import ScaleChoice
-from vesselflow.vessel.models import VesselModel
+from vesselflow.vessel.models import VesselFactored, VesselModel
 from vesselflow.vessel.preprocess.scale import DRIVE_FOV_DEGREES, ScaleInfo
 
 MAX_ANALYSIS_PIXELS = 16_000_000
@@ -79,6 +79,8 @@ class Segmentation:
         fov_degrees: the camera's field of view the rescale assumed.
         scale_choice: the analysis scale and why (:mod:`vesselflow.vessel.analysis.
             scale_rule`); None when the image was analysed as it is (``rescale=False``).
+        exact: ``mean`` is an exact probability map (the factored model), not a mean of
+            ``n`` samples.
     """
 
     image: np.ndarray
@@ -96,6 +98,7 @@ class Segmentation:
     seed: int | None = None
     fov_degrees: float = DRIVE_FOV_DEGREES
     scale_choice: ScaleChoice | None = None
+    exact: bool = False
 
     def mask(self, threshold: float) -> np.ndarray:
         """Binary vessel mask at the analysis scale: mean >= threshold, inside the FOV."""
@@ -200,7 +203,8 @@ def segment_image(model: VesselModel, image: np.ndarray, *, n: int = 16,
     return Segmentation(np.asarray(x, dtype=np.float32), fov_x, stats.mean, stats.std,
                         stats.samples, stats.n, info, fov_source,
                         round(time.perf_counter() - t0, 2), features, fov, image_id,
-                        sampler_seed, float(fov_degrees), choice)
+                        sampler_seed, float(fov_degrees), choice,
+                        exact=isinstance(model, VesselFactored))
 
 
 def _choose_scale(model: VesselModel, image: np.ndarray, fov: np.ndarray, diameter: float,

@@ -61,8 +61,7 @@ class ImageSummary:
 
     def row(self) -> dict[str, Any]:
         """The image's columns of segment's ``metrics.csv`` (and its ``--continue`` marker)."""
-        return {"review": self.verdict.status, "reasons": self.verdict.codes,
-                "review_messages": self.verdict.sentences(),
+        return {**self.verdict.row(), "review_messages": self.verdict.sentences(),
                 "vessel_density": self.vessel_density,
                 "mean_uncertainty": self.mean_uncertainty,
                 "height": self.original_size[0], "width": self.original_size[1],
@@ -77,9 +76,9 @@ class ImageSummary:
         return {"scale": "analysis (FOV at DRIVE's diameter)",
                 "vessel_density": self.vessel_density,
                 "mean_uncertainty": self.mean_uncertainty, "threshold": self.threshold,
-                "review": self.verdict.status,
-                "reasons": [f.code for f in self.verdict.findings],
+                **self.verdict.row(), "reasons": list(self.verdict.codes_list),
                 "review_messages": self.verdict.sentences(),
+                "review_threshold": self.verdict.threshold,
                 "review_features": {k: round(v, 6) for k, v in self.verdict.features.items()},
                 "scale_factor": self.scale_factor, "analysis_scale": self.analysis_scale,
                 "scale_note": self.scale_note, "fov_diameter_px": self.fov_diameter,
@@ -91,10 +90,10 @@ class ImageSummary:
 def summarise(seg: Segmentation, threshold: float,
               calibration: ReviewCalibration | None) -> ImageSummary:
     """The per-image summary of ``seg`` with its mask at ``threshold``, and the review
-    verdict against the model's ``calibration`` (None: ``review``, ``no_calibration``)."""
+    verdict against the model's ``calibration`` (None: ``not assessed``)."""
     from skimage.morphology import skeletonize
 
-    from vesselflow.vessel.review.features import output_features
+    from vesselflow.vessel.review.features import map_features
     from vesselflow.vessel.review.verdict import assess
 
     mask = seg.mask(threshold)  # (h, w) bool, inside the FOV
@@ -103,7 +102,8 @@ def summarise(seg: Segmentation, threshold: float,
     uncertainty = float(seg.std[seg.fov].mean())
     skeleton = skeletonize(mask) if mask.any() else np.zeros_like(mask)
     features = {**seg.input_features,
-                **output_features(mask, skeleton, density, uncertainty)}
+                **map_features(seg.mean, seg.fov, mask, skeleton, density,
+                               None if seg.exact else seg.n)}
     info = seg.scale
     return ImageSummary(
         threshold=float(threshold), vessel_density=density, mean_uncertainty=uncertainty,

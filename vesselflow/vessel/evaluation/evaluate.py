@@ -161,7 +161,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     t0 = time.time()
     loaded = load_model(model_name, device=device)
     threshold = threshold_for(loaded, n_samples)  # chosen at this count when the model can
-    calibration = ReviewCalibration.load(loaded.path)
+    calibration = ReviewCalibration.load(loaded.path, loaded.sha256)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     probs, truths, rows, sample_pts, human_pts, human_pred, human_truth = [], [], [], [], [], [],\
@@ -222,8 +222,7 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
                "scale_factor": round(summary.scale_factor, 4),
                "analysis_scale": summary.analysis_scale,
                "analysis_shape": "x".join(map(str, summary.analysis_size)),
-               "review": summary.verdict.status, "reasons": summary.verdict.codes,
-               "seconds": round(time.time() - t, 2)}
+               **summary.verdict.row(), "seconds": round(time.time() - t, 2)}
         if canvas:
             row["bpd_canvas"] = bits_per_dim(llc, canvas * canvas)
         if sc["human"] is not None:

@@ -1,80 +1,145 @@
-"""Calibrate a model's review (the ranges its verdicts check) at ship time.
+"""Calibrate a model's review (its predicted F1 and the threshold for ``review``).
 
-Calibration maps: DRIVE's 20 training-folder images (16 training + 4 validation), clean, and
-each of the 16 training images under ``per_image`` corruptions of
-:mod:`vesselflow.vessel.data.corruptions` (assigned round-robin, so every corruption is used
-about equally; seeded). Every map is made on segment's path
-(:func:`vesselflow.vessel.evaluation.labelled.analyse`) and scored against its tracing. The
-calibration's ranges (:func:`vesselflow.vessel.review.verdict.ranges_from`) are those of the
-*good*
-maps (F1 >= :data:`~vesselflow.vessel.review.verdict.GOOD_F1`). The test set and HRF are never
-used: they are where the flags are evaluated (``benchmarks/review_flags.py``).
+Calibration maps (:func:`vesselflow.vessel.evaluation.review_records.calibration_jobs`):
+DRIVE's 20 training-folder images (16 training + 4 validation), clean, and under every family
+of :data:`vesselflow.vessel.data.degradations.CALIBRATION_FAMILIES` at four strengths from
+harmless to destroying, so that the fit sees the whole range of F1. Every map is made on
+segment's path (16 samples, analysis scale ``auto``) and scored against its tracing. The test
+set and HRF are never used: they are where the review is evaluated
+(``benchmarks/review_flags.py``).
+
+Two ridge fits (:func:`vesselflow.vessel.review.predictor.fit`), each with residual quantiles
+from leave-one-family-out predictions: ``full`` and ``no_agreement`` (without the samples'
+agreement, for one-sample runs). Each fit's terms are chosen by forward selection on the
+leave-one-family-out mean absolute error of the calibration maps (a term is added while it
+lowers that error by at least :data:`MIN_GAIN`; the full fit starts from :data:`FORCED`),
+so a term that helps on some families but
+extrapolates badly to a held-out one stays out. The threshold is chosen on the leave-one-family-out
+predictions of the calibration maps: the highest of 0.50, 0.51, ..., 0.70 that sends at most
+:data:`MAX_CALIBRATION_FALSE_ALARMS` of the good calibration maps (F1 >= 0.7) to review.
 
     vesselflow calibrate-review --model cnf-drive --drive ../shared/data/DRIVE
 
-(:mod:`vesselflow.cli.calibrate`) writes ``quality.json`` into the model's folder (the shipped
-``vesselflow/weights/<name>/`` or a run's ``best/``), with every calibration map's F1 and
-features for inspection.
+(:mod:`vesselflow.cli.calibrate`) writes ``quality.json`` (plain numbers, with the weights'
+sha256) into the model's folder: the shipped ``vesselflow/weights/<name>/`` or a run's
+``best/``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vesselflow.vessel.models import threshold_for
-from vesselflow.vessel.review.verdict import GOOD_F1, ReviewCalibration, ranges_from
+import numpy as np
+
+from vesselflow.vessel.review.predictor import AGREEMENT_TERMS, TERMS, fit
+from vesselflow.vessel.review.verdict import BAD_F1, GOOD_F1, ReviewCalibration
 
 if TYPE_CHECKING:
     from vesselflow.io.weights import LoadedModel
 
-
-def calibration_plan(drive: Path, per_image: int = 4) -> list[tuple[dict, str]]:
-    """(DRIVE record, condition) pairs: trainval clean, then train x ``per_image``
-    corruptions."""
-    from vesselflow.vessel.data.corruptions import CORRUPTIONS
-    from vesselflow.vessel.data.drive import drive_records
-
-    names = list(CORRUPTIONS)
-    plan = [(r, "clean") for r in drive_records(drive, "trainval")]
-    for i, rec in enumerate(drive_records(drive, "train")):
-        for j in range(per_image):
-            plan.append((rec, names[(i * per_image + j) % len(names)]))
-    return plan
+FULL_TERMS = tuple(TERMS)
+NO_AGREEMENT_TERMS = tuple(t for t in TERMS if t not in AGREEMENT_TERMS)
+MAX_CALIBRATION_FALSE_ALARMS = 0.05
+ALPHA = 1.0
+MIN_GAIN = 0.001
+FORCED = ("mask_agreement",)
+"""Always in the full fit, chosen a priori: the samples' agreement with their mask is the
+evidence that a map which looks plausible (the right density) is noise. The calibration's
+degradations rarely make such maps, so selection alone would not find it."""
 
 
-def calibrate(loaded: LoadedModel, drive: Path, *, samples: int = 16, per_image: int = 4,
-              seed: int = 0, say: Callable[..., None] = print
+def select_terms(rows: Sequence[dict[str, Any]], candidates: Sequence[str],
+                 start: Sequence[str] = ()) -> list[str]:
+    """Forward selection of terms on the leave-one-family-out MAE (``rows`` carry
+    ``group``), from the terms ``start``."""
+    f1 = np.array([r["f1"] for r in rows])
+    chosen = list(start)
+    if chosen:
+        _, held = fit(rows, chosen, ALPHA, group="group")
+        best = float(np.nanmean(np.abs(held - f1)))
+    else:
+        best = float(np.mean(np.abs(f1 - f1.mean())))
+    while True:
+        trials = {}
+        for t in candidates:
+            if t in chosen:
+                continue
+            try:
+                _, held = fit(rows, [*chosen, t], ALPHA, group="group")
+            except ValueError:
+                continue
+            trials[t] = float(np.nanmean(np.abs(held - f1)))
+        if not trials:
+            return chosen
+        t, err = min(trials.items(), key=lambda kv: kv[1])
+        if best - err < MIN_GAIN:
+            return chosen
+        chosen.append(t)
+        best = err
+
+
+def group_of(row: dict[str, Any]) -> str:
+    """The leave-one-out group of a record: its degradation family ("clean" for none)."""
+    return row["family"]
+
+
+def choose_threshold(f1: np.ndarray, predicted: np.ndarray) -> float:
+    """The highest threshold in 0.50..0.70 flagging <= 5% of the good maps (F1 >= 0.7)."""
+    good = predicted[(f1 >= GOOD_F1) & np.isfinite(predicted)]
+    best = 0.5
+    for t in np.round(np.arange(0.5, 0.7001, 0.01), 2):
+        if good.size and np.mean(good < t) <= MAX_CALIBRATION_FALSE_ALARMS:
+            best = float(t)
+    return best
+
+
+def fit_calibration(rows: Sequence[dict[str, Any]], meta: dict[str, Any] | None = None,
+                    full_terms: Sequence[str] = FULL_TERMS,
+                    no_agreement_terms: Sequence[str] = NO_AGREEMENT_TERMS
+                    ) -> tuple[ReviewCalibration, dict[str, np.ndarray]]:
+    """The calibration from records; also the held-out predictions of both fits."""
+    rows = [{**r, "group": group_of(r)} for r in rows if "refused" not in r]
+    full, held_full = fit(rows, select_terms(rows, full_terms, FORCED), ALPHA, group="group")
+    no_ag, held_no = fit(rows, select_terms(rows, no_agreement_terms), ALPHA, group="group")
+    f1 = np.array([r["f1"] for r in rows])
+    threshold = choose_threshold(f1, held_full)
+    good, bad = f1 >= GOOD_F1, f1 < BAD_F1
+    flagged = held_full < threshold
+    summary = {
+        "n_maps": len(rows), "n_good": int(good.sum()), "n_bad": int(bad.sum()),
+        "lofo_mae": round(float(np.nanmean(np.abs(held_full - f1))), 4),
+        "lofo_mae_no_agreement": round(float(np.nanmean(np.abs(held_no - f1))), 4),
+        "lofo_false_alarms": [int((flagged & good).sum()), int(good.sum())],
+        "lofo_recall": [int((flagged & bad).sum()), int(bad.sum())],
+    }
+    cal = ReviewCalibration(full, no_ag, threshold,
+                            {**(meta or {}), "good_f1": GOOD_F1, "bad_f1": BAD_F1,
+                             "threshold_rule": "highest of 0.50..0.70 flagging <= 5% of the "
+                             "good calibration maps (leave-one-family-out predictions)",
+                             "calibration": summary})
+    return cal, {"full": held_full, "no_agreement": held_no}
+
+
+def calibrate(loaded: LoadedModel, drive: Path, *, samples: int = 16, seed: int = 0,
+              cache: Path | None = None, say: Callable[..., None] = print
               ) -> tuple[ReviewCalibration, list[dict[str, Any]]]:
-    """Analyse the calibration maps and derive the calibration; returns it and the rows."""
-    from vesselflow.io.images import read_image
-    from vesselflow.io.masks import read_mask
-    from vesselflow.vessel.data.corruptions import corrupt, corruption_seed
-    from vesselflow.vessel.evaluation.labelled import analyse
+    """Make (or reuse from ``cache``) the calibration maps and fit; returns it and the rows."""
+    from vesselflow.vessel.evaluation.review_records import calibration_jobs, run_jobs
 
-    plan = calibration_plan(drive, per_image)
-    rows, t0 = [], time.perf_counter()
-    for k, (rec, cond) in enumerate(plan):
-        image = read_image(rec["image"])
-        label = read_mask(rec["label"], shape=image.shape[:2])
-        fov = read_mask(rec["fov"], shape=image.shape[:2])
-        if cond != "clean":
-            image = corrupt(image, cond, corruption_seed(seed, cond, rec["id"],
-                                                          "vesselflow-quality"))
-        r, _ = analyse(loaded, image, label, fov, samples=samples, seed=seed, name=rec["id"])
-        rows.append({"id": rec["id"], "condition": cond, "f1": round(r["f1"], 4),
-                     **{f: round(v, 6) for f, v in r["quality"].items()}})
-        say(f"[{k + 1}/{len(plan)}] {rec['id']} {cond}: F1 {r['f1']:.3f}", flush=True)
+    t0 = time.perf_counter()
+    rows = run_jobs(loaded, calibration_jobs(Path(drive)), cache, samples=samples, seed=seed,
+                    analysis_scale="auto", say=say)
     good = [r for r in rows if r["f1"] >= GOOD_F1]
     if len(good) < 5:
         raise ValueError(f"only {len(good)} of {len(rows)} calibration maps have F1 >= "
                          f"{GOOD_F1}: the model is too poor to calibrate its review")
-    meta = {"model_sha256": loaded.sha256, "threshold": threshold_for(loaded, samples),
-            "samples": samples, "seed": seed, "per_image": per_image, "good_f1": GOOD_F1,
-            "n_maps": len(rows), "n_good": len(good), "margin": 0.05,
-            "definition": "per feature, [min, max] over the good calibration maps widened by "
-                          "5% of the span on each side",
-            "seconds": round(time.perf_counter() - t0, 1), "maps": rows}
-    return ReviewCalibration(ranges_from(good, margin=0.05), meta), rows
+    meta = {"model": loaded.name, "model_sha256": loaded.sha256, "samples": samples,
+            "seed": seed, "analysis_scale": "auto",
+            "maps": "DRIVE training+validation (20) clean and under vesselflow.vessel.data."
+                    "degradations.CALIBRATION_FAMILIES at 4 strengths",
+            "seconds": round(time.perf_counter() - t0, 1)}
+    cal, _ = fit_calibration(rows, meta)
+    return cal, rows

@@ -1,16 +1,22 @@
 """Per-image review verdict: is this vessel map one a person should check?
 
-The verdict compares the features of :mod:`vesselflow.vessel.review.features` (the photo's and
-the map's, at the analysis scale) with a model's :class:`ReviewCalibration`: per feature, the
-range seen on its *good* calibration maps (F1 >= 0.7 against the tracing): DRIVE's training
-and validation images, clean and under the corruptions of
-:mod:`vesselflow.vessel.data.corruptions` (:mod:`vesselflow.vessel.evaluation.review_calibration`
-computes it when a model is shipped and stores it as ``quality.json`` next to the weights). A
-feature outside its range is a *finding*, with a reason code and a sentence a person can act
-on; any finding makes the verdict ``review``. A model without a calibration cannot vouch for
-its maps: every verdict is ``review`` with reason ``no_calibration``. An image that cannot be
-analysed at all (no FOV, a FOV under
-:data:`~vesselflow.vessel.preprocess.fov.MIN_FOV_DIAMETER`) is an error, never a verdict.
+The verdict rests on the map's **predicted F1** (its expected agreement with a human grader,
+with a 90% interval; :mod:`vesselflow.vessel.review.predictor`), computed from the review
+features of :mod:`vesselflow.vessel.review.features` with the model's
+:class:`ReviewCalibration`, which :mod:`vesselflow.vessel.evaluation.review_calibration` fits on
+DRIVE's training and validation images under graded degradations and stores as
+``quality.json`` next to the weights, with the weights' sha256.
+
+* ``review``: the predicted F1 is below the calibration's threshold (chosen on calibration
+  data only), the map is empty (:data:`MIN_DENSITY`), or no fundus field of view was found;
+  the reasons say why in plain words.
+* ``ok``: otherwise. The photo's colour, brightness and contrast are never a reason, nor is a
+  FOV cut by the frame.
+* ``not assessed``: the model has no calibration (or one made for other weights); the message
+  gives the command that makes one. Never ``review`` by default.
+
+With one sample the samples' agreement cannot be measured: the prediction then comes from the
+calibration's second fit, without the agreement features, and the verdict says so.
 
 The verdict of an image is computed once, in its per-image summary
 (:func:`vesselflow.vessel.analysis.summary.summarise`), which segment, evaluate, the benchmarks
@@ -24,164 +30,176 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from vesselflow.vessel.review.features import FEATURES
+from vesselflow.vessel.review.features import AGREEMENT_FEATURES
+from vesselflow.vessel.review.predictor import F1Model
 
 CALIBRATION_FILE = "quality.json"
 """A model's review calibration, next to its weights (the name shipped weights carry)."""
-GOOD_F1 = 0.7
-"""A calibration map is *good* at F1 >= 0.7: the ranges are those of good maps."""
+CALIBRATION_VERSION = 2
+GOOD_F1, BAD_F1 = 0.7, 0.6
+"""Good maps: F1 >= 0.7 (should be ``ok``); failed maps: F1 < 0.6 (should be ``review``)."""
+MIN_FOV_ROUNDNESS = 0.9
+"""Below this (:func:`~vesselflow.vessel.preprocess.fov.fov_roundness`; a full rectangle
+scores 0.79, fundus photos cut by the frame about 0.97 or more) no fundus field of view was
+found. Fixed a priori."""
+MIN_DENSITY = 0.005
+"""A map marking less than 0.5% of its FOV as vessel is *empty* (the project's definition,
+:data:`vesselflow.vessel.evaluation.labelled.EMPTY_FRACTION`; a retina has about 12%): it has
+failed whatever the prediction says, which cannot extrapolate that far below the calibration's
+emptiest maps."""
 CALIBRATE_COMMAND = "vesselflow calibrate-review --model MODEL --drive DRIVE"
 
-# code -> sentence; {v} is the value, {lo}/{hi} the model's range.
-MESSAGES = {
-    "fov_roundness_low": "the field of view is not round ({v:.2f} of a disc, usually "
-                         "{lo:.2f} or more): the photo may be cropped, not a fundus photo, or "
-                         "the FOV was detected wrongly",
-    "brightness_low": "the photo is much darker than the images this model handles well "
-                      "(brightness {v:.2f}, usual {lo:.2f}-{hi:.2f}): check the exposure",
-    "brightness_high": "the photo is much brighter than the images this model handles well "
-                       "(brightness {v:.2f}, usual {lo:.2f}-{hi:.2f}): check the exposure",
-    "contrast_low": "the photo has very low contrast ({v:.3f}, usual {lo:.3f}-{hi:.3f}): "
-                    "it may be hazy, over-exposed or out of focus",
-    "contrast_high": "the photo has unusually high contrast ({v:.3f}, usual "
-                     "{lo:.3f}-{hi:.3f})",
-    "red_low": "the colour balance is unusual (too little red: {v:.2f}, usual "
-               "{lo:.2f}-{hi:.2f})",
-    "red_high": "the colour balance is unusual (too much red: {v:.2f}, usual "
-                "{lo:.2f}-{hi:.2f})",
-    "green_low": "the colour balance is unusual (too little green: {v:.2f}, usual "
-                 "{lo:.2f}-{hi:.2f}): a strong colour cast",
-    "green_high": "the colour balance is unusual (too much green: {v:.2f}, usual "
-                  "{lo:.2f}-{hi:.2f}): a strong colour cast",
-    "colourfulness_low": "the photo looks greyscale or washed out (colour {v:.3f}, usual "
-                         "{lo:.3f}-{hi:.3f}); the model was trained on colour photos",
-    "noise_high": "the photo is noisy or dithered (fine-scale noise {v:.2f} of its contrast, "
-                  "usual up to {hi:.2f}): use the original, uncompressed file if there is one",
-    "detail_low": "the photo is blurred (vessel-scale detail {v:.2f} of its contrast, usual "
-                  "{lo:.2f} or more): check the focus",
-    "density_low": "the map finds very few vessels ({v:.1%} of the FOV, usual "
-                   "{lo:.1%}-{hi:.1%}): it has probably failed",
-    "density_high": "the map marks far more vessel than usual ({v:.1%} of the FOV, usual "
-                    "{lo:.1%}-{hi:.1%}): it has probably failed",
-    "fragmentation_high": "the map is fragmented ({v:.1f} pieces per 1000 px of vessel, usual "
-                          "up to {hi:.1f}): vessels are broken up or speckled",
-    "uncertainty_low": "the model is more certain than usual for a map this dense "
-                       "({v:.2f} per unit density, usual {lo:.2f}-{hi:.2f}): a confident "
-                       "failure is possible",
-    "uncertainty_high": "the model is unusually unsure for a map this dense ({v:.2f} per "
-                        "unit density, usual {lo:.2f}-{hi:.2f})",
-    "no_calibration": "this model has no review calibration, so its maps cannot be checked: "
-                      f"compute one with {CALIBRATE_COMMAND}",
+# term -> what a low prediction because of it means, in plain words
+WHY = {
+    "agreement": "the model's samples disagree with each other",
+    "mask_agreement": "the samples disagree with the final map",
+    "density_gap": "the map marks far fewer or far more vessels than a retina has",
+    "log_density": "the map marks an unusual amount of vessel",
+    "log_fragmentation": "the map is broken into many small pieces",
+    "log_noise": "the photo is noisy or grainy relative to its contrast",
+    "detail": "the photo shows little fine detail (blurred, hazy or out of focus)",
+    "clipped": "parts of the photo are clipped to black or white",
 }
-ONE_SIDED = {"fov_roundness": "low", "noise": "high", "detail": "low", "colourfulness": "low",
-             "fragmentation": "high"}
-"""Features flagged on one side only: the other side is harmless (a FOV cannot be rounder than
-a disc; a smooth, sharp, colourful photo or a well-connected map is no reason to doubt it).
-Chosen a priori, before any evaluation of the flags."""
-
-
-@dataclass
-class Finding:
-    """One reason for review: code, sentence, the value and the model's range."""
-
-    code: str
-    message: str
-    value: float
-    lo: float
-    hi: float
 
 
 @dataclass
 class Verdict:
-    """``ok`` or ``review`` for one image, with the findings behind it."""
+    """``ok``, ``review`` or ``not assessed`` for one image, with its predicted F1."""
 
-    findings: list[Finding] = field(default_factory=list)
+    status: str
+    codes_list: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
     features: dict[str, float] = field(default_factory=dict)
+    predicted_f1: float | None = None
+    interval: tuple[float, float] | None = None
+    threshold: float | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def review(self) -> bool:
-        return bool(self.findings)
-
-    @property
-    def status(self) -> str:
-        return "review" if self.review else "ok"
+        return self.status == "review"
 
     @property
     def codes(self) -> str:
         """Reason codes joined by ``;`` ("" when ok): the ``reasons`` column."""
-        return ";".join(f.code for f in self.findings)
+        return ";".join(self.codes_list)
 
     def sentences(self) -> list[str]:
-        return [f.message for f in self.findings]
+        """The reasons (and notes) in plain words."""
+        return [*self.messages, *self.notes]
+
+    def expected(self) -> str:
+        """"expected agreement with a human grader about 0.78 (0.74-0.81)" or ""."""
+        if self.predicted_f1 is None or self.interval is None:
+            return ""
+        return (f"expected agreement with a human grader (F1) about {self.predicted_f1:.2f} "
+                f"({self.interval[0]:.2f}-{self.interval[1]:.2f})")
+
+    def row(self) -> dict[str, Any]:
+        """The verdict's columns of metrics.csv / per_image.csv."""
+        p, i = self.predicted_f1, self.interval
+        return {"review": self.status, "reasons": self.codes,
+                "predicted_f1": None if p is None else round(p, 4),
+                "predicted_f1_low": None if i is None else round(i[0], 4),
+                "predicted_f1_high": None if i is None else round(i[1], 4)}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"review": self.status, "reasons": [f.code for f in self.findings],
-                "messages": self.sentences(),
+        return {**self.row(), "reasons": list(self.codes_list),
+                "messages": self.sentences(), "threshold": self.threshold,
                 "features": {k: round(v, 6) for k, v in self.features.items()}}
 
 
 @dataclass
 class ReviewCalibration:
-    """Per-feature ranges ``{name: (lo, hi)}`` of a model's good calibration maps."""
+    """A model's fitted predictors (with and without the agreement features) and threshold.
 
-    ranges: dict[str, tuple[float, float]]
+    ``stale``: why it cannot be used with these weights ("" when it can)."""
+
+    full: F1Model | None
+    no_agreement: F1Model | None
+    threshold: float
     meta: dict[str, Any] = field(default_factory=dict)
+    stale: str = ""
 
     @classmethod
-    def load(cls, folder: str | Path) -> ReviewCalibration | None:
-        """The calibration stored in a model folder, or None if it has none."""
+    def load(cls, folder: str | Path, sha256: str | None = None) -> ReviewCalibration | None:
+        """The calibration stored in a model folder, or None if it has none. With ``sha256``
+        (the weights'), a calibration made for other weights, or by an older vesselflow, comes
+        back ``stale``: its verdicts are ``not assessed``."""
         path = Path(folder) / CALIBRATION_FILE
         if not path.is_file():
             return None
         try:
             d = json.loads(path.read_text())
-            ranges = {k: (float(v[0]), float(v[1])) for k, v in d["ranges"].items()}
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        except (OSError, ValueError) as e:
             raise ValueError(f"{path}: not a review calibration ({e})") from None
-        unknown = set(ranges) - set(FEATURES)
-        if unknown:
-            raise ValueError(f"{path}: unknown review features {sorted(unknown)}")
-        return cls(ranges, {k: v for k, v in d.items() if k != "ranges"})
+        if not isinstance(d, dict) or d.get("version") != CALIBRATION_VERSION:
+            return cls(None, None, 0.0, {}, "it was made by an older vesselflow")
+        try:
+            cal = cls(F1Model.from_dict(d["full"]), F1Model.from_dict(d["no_agreement"]),
+                      float(d["threshold"]), {k: v for k, v in d.items()
+                                              if k not in ("full", "no_agreement", "threshold")})
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ValueError(f"{path}: not a review calibration ({e!r})") from None
+        if sha256 is not None and cal.meta.get("model_sha256") != sha256:
+            cal.stale = (f"it was made for other weights (sha256 "
+                         f"{str(cal.meta.get('model_sha256'))[:12]}..., these are "
+                         f"{sha256[:12]}...)")
+        return cal
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()}, **self.meta}
+        assert self.full is not None and self.no_agreement is not None
+        return {"version": CALIBRATION_VERSION, **self.meta, "threshold": self.threshold,
+                "full": self.full.to_dict(), "no_agreement": self.no_agreement.to_dict()}
 
     def assess(self, features: dict[str, float]) -> Verdict:
-        """Findings for every feature outside its range (features without a range pass)."""
-        findings = []
-        for name in FEATURES:
-            if name not in features or name not in self.ranges:
-                continue
-            v, (lo, hi) = features[name], self.ranges[name]
-            side = "low" if v < lo else "high" if v > hi else None
-            if side is None or ONE_SIDED.get(name, side) != side:
-                continue
-            code = f"{name}_{side}"
-            findings.append(Finding(code, MESSAGES[code].format(v=v, lo=lo, hi=hi), v, lo, hi))
-        return Verdict(findings, dict(features))
+        """The verdict on one map's features."""
+        if self.stale or self.full is None or self.no_agreement is None:
+            return not_assessed(features, self.stale)
+        feats = dict(features)
+        if feats.get("fov_roundness", 1.0) < MIN_FOV_ROUNDNESS:
+            return Verdict("review", ["no_fundus_fov"], [
+                f"no round field of view was found (its outline is "
+                f"{feats['fov_roundness']:.2f} of a disc): this may not be a fundus "
+                f"photograph, or the field of view was detected wrongly"], feats)
+        measured = all(k in feats for k in AGREEMENT_FEATURES)
+        model = self.full if measured else self.no_agreement
+        notes = [] if measured else [
+            "the samples' agreement could not be measured (one sample): the prediction "
+            "rests on the photo and the map alone; use 2 or more samples for a surer one"]
+        pred = model.predict(feats)
+        if pred is None:
+            return not_assessed(features, "a review feature could not be measured")
+        f1, lo, hi = pred
+        v = Verdict("ok", [], [], feats, f1, (lo, hi), self.threshold, notes)
+        if feats.get("density", 1.0) < MIN_DENSITY:
+            v.status = "review"
+            v.codes_list = ["map_empty"]
+            v.messages = [f"the map marks almost no vessels ({feats['density']:.1%} of the "
+                          f"field of view; a retina has about 12%): it has failed"]
+        elif f1 < self.threshold:
+            v.status = "review"
+            v.codes_list = ["predicted_f1_low"]
+            worst = sorted((c, t) for t, c in model.contributions(feats).items() if c < 0)
+            why = "; ".join(WHY[t] for c, t in worst[:2] if c < -0.02)
+            v.messages = [f"the map is expected to agree poorly with a human grader "
+                          f"(F1 about {f1:.2f}, 90% interval {lo:.2f}-{hi:.2f}; maps below "
+                          f"{self.threshold:.2f} are sent for review)"
+                          + (f": {why}" if why else "")]
+        return v
 
 
-def ranges_from(rows: list[dict[str, float]], margin: float = 0.05
-                ) -> dict[str, tuple[float, float]]:
-    """Per feature, [min, max] over ``rows`` widened by ``margin`` of the span each side."""
-    out = {}
-    for name in FEATURES:
-        vals = np.array([r[name] for r in rows if name in r], float)
-        if vals.size == 0:
-            continue
-        lo, hi = float(vals.min()), float(vals.max())
-        pad = margin * (hi - lo)
-        out[name] = (lo - pad, hi + pad)
-    return out
+def not_assessed(features: dict[str, float], why: str = "") -> Verdict:
+    """The verdict of a model without a usable calibration."""
+    reason = (f"this model's review calibration cannot be used: {why}" if why
+              else "this model has no review calibration")
+    return Verdict("not assessed", [], [
+        f"{reason}, so its maps' quality is not assessed: compute one with "
+        f"{CALIBRATE_COMMAND}"], dict(features))
 
 
 def assess(features: dict[str, float], calibration: ReviewCalibration | None) -> Verdict:
-    """The verdict on an image's features; with no calibration, ``review`` with reason
-    ``no_calibration``."""
+    """The verdict on an image's features; with no calibration, ``not assessed``."""
     if calibration is None:
-        nan = float("nan")
-        return Verdict([Finding("no_calibration", MESSAGES["no_calibration"], nan, nan, nan)],
-                       dict(features))
+        return not_assessed(features)
     return calibration.assess(features)
