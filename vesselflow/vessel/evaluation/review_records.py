@@ -60,8 +60,26 @@ def degraded(job: MapJob, image: np.ndarray, seed: int) -> np.ndarray:
 
 def settings(loaded: LoadedModel, samples: int, seed: int, analysis_scale: str | float
              ) -> dict[str, Any]:
-    return {"version": RECORD_VERSION, "model_sha256": loaded.sha256, "samples": samples,
-            "seed": seed, "analysis_scale": analysis_scale}
+    """What a record depends on besides its photo; at ``auto`` also the scale rule's
+    constants (they pick a high-resolution photo's scale)."""
+    from vesselflow.vessel.analysis.scale_rule import AUTO, rule_settings
+
+    out = {"version": RECORD_VERSION, "model_sha256": loaded.sha256, "samples": samples,
+           "seed": seed, "analysis_scale": analysis_scale}
+    if analysis_scale == AUTO:
+        out["scale_rule"] = rule_settings()
+    return out
+
+
+def _matches(r: dict[str, Any], want: dict[str, Any]) -> bool:
+    """A record made with ``want``; DRIVE-sized photos (every set but HRF) never take auto's
+    first pass, so a record of theirs analysed at scale 1 does not depend on the rule's
+    constants and is kept when only those changed."""
+    if all(r.get(k) == v for k, v in want.items()):
+        return True
+    if r.get("set") == "hrf" or r.get("analysis_scale_used") != 1.0:
+        return False
+    return all(r.get(k) == v for k, v in want.items() if k != "scale_rule")
 
 
 def make_record(loaded: LoadedModel, job: MapJob, *, samples: int, seed: int,
@@ -98,7 +116,7 @@ def load_records(path: Path | None, want: dict[str, Any]) -> dict[str, dict[str,
             r = json.loads(line)
         except ValueError:
             continue  # a line cut by an interruption
-        if all(r.get(k) == v for k, v in want.items()):
+        if _matches(r, want):
             out[r["key"]] = r
     return out
 
