@@ -122,8 +122,12 @@ def verdict_rows(calibration: Any, records: list[dict]) -> list[dict]:
             continue
         v = calibration.assess(r["features"])
         lo, hi = v.interval if v.interval else (None, None)
+        # flagged by the fit or a refusal rule alone, i.e. without the empty-map rule that
+        # was added after the first evaluation run (reported beside, labelled)
+        by_fit = v.status == "review" and (v.codes != "map_empty" or (
+            v.predicted_f1 is not None and v.predicted_f1 < calibration.threshold))
         out.append({**row, "status": v.status, "pred": v.predicted_f1, "lo": lo, "hi": hi,
-                    "reasons": v.codes})
+                    "reasons": v.codes, "flagged_without_empty_rule": by_fit})
     return out
 
 
@@ -159,7 +163,11 @@ def scores(rows: list[dict]) -> dict:
     pr = [r for r in rows if r["pred"] is not None]
     f1, pred = np.array([r["f1"] for r in pr]), np.array([r["pred"] for r in pr])
     inside = [r["lo"] <= r["f1"] <= r["hi"] for r in pr]
+    bad_pre = [r["status"] == "refused" or r.get("flagged_without_empty_rule", False)
+               for r in rows if r["f1"] < BAD_F1]
     out = {"n": len(rows), "flagged": int(sum(flagged)),
+           "recall_without_empty_rule": rate(int(sum(bad_pre)), len(bad_pre),
+                                             TARGETS["recall"]),
            "false_alarms": rate(int(sum(good)), len(good), TARGETS["false_alarms"], True),
            "recall": rate(int(sum(bad)), len(bad), TARGETS["recall"]),
            "mean_f1": float(np.mean([r["f1"] for r in rows])) if rows else None}
