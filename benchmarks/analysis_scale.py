@@ -168,7 +168,7 @@ def markdown(result: dict) -> str:
             out.append(f"| {set_name} | {scale} | {f['f1']:.4f} | {f['max_f1']:.4f} | "
                        f"{f['auc']:.4f} | {f['min_image_f1']:.3f} | {half} | {span} | "
                        f"{row['seconds_per_image']:.1f} |")
-        out += differences(m["rows"])
+        out += ["", *differences(m["rows"])]
     return "\n".join(out)
 
 
