@@ -93,16 +93,19 @@ def commands(training: dict[str, Any]) -> str:
 
 
 def _keep_review_calibration(old: Path, new: Path, digest: str) -> None:
-    """A re-shipped model keeps its review calibration if it was made with these weights."""
+    """A re-shipped model keeps its calibrations (the review's ``quality.json``, the
+    biomarkers' ``biomarkers.json``) if they were made with these weights."""
+    from vesselflow.vessel.biomarker_calibration import CALIBRATION_FILE as BIOMARKERS
     from vesselflow.vessel.review.verdict import CALIBRATION_FILE
 
-    calibration = old / CALIBRATION_FILE
-    try:
-        same = json.loads(calibration.read_text()).get("model_sha256") == digest
-    except (OSError, ValueError):
-        return
-    if same:
-        shutil.copy2(calibration, new / CALIBRATION_FILE)
+    for name in (CALIBRATION_FILE, BIOMARKERS):
+        calibration = old / name
+        try:
+            same = json.loads(calibration.read_text()).get("model_sha256") == digest
+        except (OSError, ValueError):
+            continue
+        if same:
+            shutil.copy2(calibration, new / name)
 
 
 def ship(name: str, model: torch.nn.Module, meta: dict[str, Any], intro: str,
