@@ -15,7 +15,8 @@ def _rate(r: dict) -> str:
     if not r["n"]:
         return "–"
     lo, hi = r["ci"]
-    return f"{r['k']}/{r['n']} = {r['rate']:.0%} ({lo:.0%}-{hi:.0%})"
+    few = ": not established, n < 20" if r["n"] < 20 else ""
+    return f"{r['k']}/{r['n']} = {r['rate']:.0%} ({lo:.0%}-{hi:.0%}){few}"
 
 
 def _num(v: float | None, fmt: str = ".3f") -> str:
