@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HRF_RUN = "results/generalisation-hrf/generalisation.json"
 SCALE_RUN = "results/analysis_scale/analysis_scale.json"
 CANDIDATE_RUN = "results/analysis_scale/candidates/analysis_scale.json"
+CANDIDATE_HRF_RUN = "results/generalisation-hrf-candidates/generalisation.json"
 HRF_TARGETS = {"full": 0.76, "half": 0.78, "min_image": 0.68}
 """cnf-drive on HRF at ``auto`` (as benchmarks/generalisation.py states them)."""
 DECISION_ROWS = ("drive-val@1.0", "drive-val-x2@1.5", "drive-val-x2@2.0",
@@ -135,6 +136,10 @@ def build(_: str | None = None) -> str:
         parts += [f"Retrained candidates (scale range 0.75-2.0) against the shipped weights "
                   f"(0.75-1.5) on DRIVE validation; command: `{cands['command']}`.", "",
                   *decision(cands), ""]
+    cand_hrf = _load(CANDIDATE_HRF_RUN)
+    if cand_hrf:
+        parts += ["The same candidates on HRF (reported, not used to choose; they were not "
+                  f"shipped): `{cand_hrf['command']}`.", "", *hrf_table(cand_hrf), ""]
     if scales:
         parts += [f"DRIVE validation and narrow-field views: `{scales['command']}`; the table "
                   "per model and set is `results/analysis_scale/analysis_scale.md`.", ""]
