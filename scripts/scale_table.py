@@ -34,7 +34,10 @@ DECISION_ROWS = ("drive-val@1.0", "drive-val-x2@1.5", "drive-val-x2@2.0",
                  "drive-val-narrow@auto")
 """The rows of the ship decision (results/training/README.md, written before the runs)."""
 CANDIDATES = {"results/training/cnf-drive-scale2": "cnf-drive",
-              "results/training/factored-drive-scale2": "factored-drive"}
+              "results/training/factored-drive-scale2": "factored-drive",
+              "results/training/factored-drive-scale2-seed1": "factored-drive"}
+"""Each candidate and the shipped weights it would replace (the factored recipe twice: seeds
+0 and 1, so that a seed's luck is seen)."""
 
 
 def _load(rel: str) -> dict[str, Any] | None:
