@@ -91,27 +91,23 @@ def cache_settings(loaded: Any, samples: int, seed: int) -> dict[str, Any]:
     """What a cached photo's record depends on besides the photo: the weights, the threshold,
     the sampling, and the constants of ``auto``'s scale rule (which pick a high-resolution
     photo's analysis scale)."""
-    from vesselflow.vessel.analysis import scale_rule
+    from vesselflow.vessel.analysis.scale_rule import rule_settings
     from vesselflow.vessel.models import threshold_for
 
-    rule = {k: getattr(scale_rule, k) for k in dir(scale_rule)
-            if k.isupper() and isinstance(getattr(scale_rule, k), (int, float, str, tuple))}
     return {"version": CACHE_VERSION, "model_sha256": loaded.sha256, "samples": samples,
             "seed": seed, "analysis_scale": "auto", "threshold": threshold_for(loaded, samples),
-            "scale_rule": json.loads(json.dumps(rule))}
+            "scale_rule": rule_settings()}
 
 
 def _same(saved: dict[str, Any], settings: dict[str, Any], set_name: str) -> bool:
-    """Whether a cached record was made with ``settings``. DRIVE's photos (FOV about DRIVE's
-    diameter) never take ``auto``'s first pass, so their records do not depend on the scale
-    rule's constants: a record analysed at scale 1 is kept when only those changed."""
+    """Whether a cached record was made with ``settings``; DRIVE's photos analysed at scale 1
+    do not depend on the scale rule's constants."""
+    from vesselflow.vessel.analysis.scale_rule import settings_match
+
     old = saved.get("settings") or {}
-    if old == settings:
-        return True
-    if set_name.startswith("hrf") or saved.get("record", {}).get("analysis_scale") != 1.0:
-        return False
-    return ({k: v for k, v in old.items() if k != "scale_rule"}
-            == {k: v for k, v in settings.items() if k != "scale_rule"})
+    rule_free = not set_name.startswith("hrf") and \
+        saved.get("record", {}).get("analysis_scale") == 1.0
+    return set(old) == set(settings) and settings_match(old, settings, rule_free)
 
 
 def measure_all(name: str, data: Path, samples: int, seed: int, cache: Path

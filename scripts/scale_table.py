@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,6 @@ def _half_counts(records: list[dict[str, Any]]) -> np.ndarray:
 def hrf_table(run: dict[str, Any]) -> list[str]:
     """One row per model and scale: F1 full / half, max-F1, AUC, worst image, and the pooled
     F1 difference to scale 1 (paired over the 42 photos, 95% bootstrap interval)."""
-    sys.path.insert(0, str(ROOT))
     from vesselflow.vessel.evaluation.bootstrap import paired_pooled_f1_difference
 
     out = ["| model | scale | F1 (half size) | max-F1 | AUC | worst image F1 | images < "

@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # heavy: imported inside the functions, so --help stays fast
     from vesselflow.batch.runner import BatchTask
     from vesselflow.io.weights import LoadedModel
     from vesselflow.runtime import Dist
+    from vesselflow.vessel.biomarker_calibration import BiomarkerCalibration
     from vesselflow.vessel.review.verdict import ReviewCalibration
 
 STATE_DIR = ".vesselflow"
@@ -67,7 +68,9 @@ def segment_one(loaded: LoadedModel, item: InputItem, out: Path, *, samples: int
                 calibration: ReviewCalibration | None,
                 on_progress: Callable[[float], None] | None = None, biomarkers: bool = False,
                 pixel_size: float | None = None,
-                analysis_scale: str | float = 1.0) -> dict[str, Any]:
+                analysis_scale: str | float = 1.0,
+                biomarker_calibration: tuple[BiomarkerCalibration | None, str] | None = None,
+                ) -> dict[str, Any]:
     """Segment one image and write its outputs; returns its metrics row.
 
     The row is the image's per-image summary (:meth:`vesselflow.vessel.analysis.summary.
@@ -105,7 +108,8 @@ def segment_one(loaded: LoadedModel, item: InputItem, out: Path, *, samples: int
 
         t_bio = time.perf_counter()
         try:
-            cal, why = load_for(loaded)  # the model's own, or None and why not
+            # the model's own (a run loads it once and passes it), or None and why not
+            cal, why = biomarker_calibration or load_for(loaded)
             row["biomarkers"] = segmentation_report(result, summary, loaded.config.kind,
                                                     pixel_size, cal, why).row()
         except Exception as e:  # the maps are written: a measurement problem must not undo them
@@ -261,6 +265,11 @@ def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: 
         calibration = ReviewCalibration.load(loaded.path, loaded.sha256)
     except ValueError as e:
         raise BatchError(f"model {model!r}: {e}") from None
+    bio_calibration = None
+    if biomarkers:
+        from vesselflow.vessel.biomarker_calibration import load_for
+
+        bio_calibration = load_for(loaded)
     settings = _settings(loaded, samples, temperature, threshold, seed, save_samples,
                          biomarkers, pixel_size, fov_degrees, analysis_scale)
     parameters = {**analysis_parameters(
@@ -280,7 +289,7 @@ def _task(dist: Dist, *, model: str, samples: int, temperature: float, thr_arg: 
                            save_samples=save_samples, device=dev, on_progress=on_progress,
                            biomarkers=biomarkers, pixel_size=pixel_size,
                            fov_degrees=fov_degrees, calibration=calibration,
-                           analysis_scale=analysis_scale)
+                           analysis_scale=analysis_scale, biomarker_calibration=bio_calibration)
 
     def finish(out: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
         flagged = [{"id": r["id"], "input": r["input"], "reasons": r["reasons"].split(";"),

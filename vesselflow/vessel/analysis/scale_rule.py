@@ -69,6 +69,15 @@ def rule_settings() -> dict[str, float]:
             "drive_main_calibre_px": DRIVE_MAIN_CALIBRE_PX}
 
 
+def settings_match(saved: dict[str, object], want: dict[str, object], rule_free: bool) -> bool:
+    """Whether a cached result whose settings are ``saved`` (a mapping holding at least the
+    keys of ``want``) serves ``want``. With ``rule_free`` (a DRIVE-sized photo analysed at
+    scale 1: it never takes ``auto``'s first pass) the scale rule's constants
+    (``want["scale_rule"]``, :func:`rule_settings`) do not matter."""
+    return all(saved.get(k) == v for k, v in want.items()
+               if not (rule_free and k == "scale_rule"))
+
+
 def parse_scale(value: str | float) -> str | float:
     """``"auto"`` or a positive number (``"1.5"`` -> 1.5).
 

@@ -162,6 +162,10 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
     loaded = load_model(model_name, device=device)
     threshold = threshold_for(loaded, n_samples)  # chosen at this count when the model can
     calibration = ReviewCalibration.load(loaded.path, loaded.sha256)
+    if biomarkers:
+        from vesselflow.vessel.biomarker_calibration import load_for
+
+        bio_calibration = load_for(loaded)  # once: every case uses the model's own
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     probs, truths, rows, sample_pts, human_pts, human_pred, human_truth = [], [], [], [], [], [],\
@@ -192,11 +196,10 @@ def evaluate(model_name: str, cases: Sequence[Case], out: Path, n_samples: int =
             ll_canvas += llc
             llcs.append(llc)
         if biomarkers:
-            from vesselflow.vessel.biomarker_calibration import load_for
             from vesselflow.vessel.biomarkers import segmentation_report
 
             rep = segmentation_report(seg, summary, loaded.config.kind, pixel_size,
-                                      *load_for(loaded))
+                                      *bio_calibration)
             bio_records.append(bm.case_record(
                 case.id, rep, label_x, seg.fov, rep.scale,
                 bm.analysis_label(case.label2, seg.scale) if case.label2 is not None

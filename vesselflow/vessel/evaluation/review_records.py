@@ -72,14 +72,11 @@ def settings(loaded: LoadedModel, samples: int, seed: int, analysis_scale: str |
 
 
 def _matches(r: dict[str, Any], want: dict[str, Any]) -> bool:
-    """A record made with ``want``; DRIVE-sized photos (every set but HRF) never take auto's
-    first pass, so a record of theirs analysed at scale 1 does not depend on the rule's
-    constants and is kept when only those changed."""
-    if all(r.get(k) == v for k, v in want.items()):
-        return True
-    if r.get("set") == "hrf" or r.get("analysis_scale_used") != 1.0:
-        return False
-    return all(r.get(k) == v for k, v in want.items() if k != "scale_rule")
+    """A record made with ``want``; DRIVE-sized photos (every set but HRF) analysed at scale 1
+    do not depend on the scale rule's constants."""
+    from vesselflow.vessel.analysis.scale_rule import settings_match
+
+    return settings_match(r, want, r.get("set") != "hrf" and r.get("analysis_scale_used") == 1.0)
 
 
 def make_record(loaded: LoadedModel, job: MapJob, *, samples: int, seed: int,
